@@ -1,0 +1,211 @@
+// Training-mode batch normalisation over the last (channel) axis whose
+// gradient needs only per-channel reductions. tfjs-layers' batchNormalization
+// differentiates through moments() + batchNorm(), whose gradients materialise
+// the per-channel statistics at full activation size (Tile) and run several
+// full-size Sums; on the wasm backend that was most of a VGG training step.
+//
+// On a backend with our fused kernels registered (wasm, via
+// registerWasmTrainingKernels) forward and backward are one kernel each;
+// elsewhere the same custom gradient runs as ordinary tf ops.
+import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from './wasm-batch-norm.js';
+
+export interface BatchNormTrainingResult {
+  /** The normalised, scaled and shifted input (same shape as x). */
+  y: tf.Tensor;
+  /** Per-channel batch mean, shape [C]. */
+  mean: tf.Tensor1D;
+  /** Per-channel biased batch variance, shape [C] (what tf.moments returns). */
+  variance: tf.Tensor1D;
+}
+
+function hasKernel(name: string): boolean {
+  // getKernel's typings say it always returns a config; it returns undefined
+  // when none is registered.
+  const k = tf.getKernel(name, tf.getBackend()) as tf.KernelConfig | undefined;
+  return k !== undefined;
+}
+
+function leadingAxes(rank: number): number[] {
+  return Array.from({ length: rank - 1 }, (_, i) => i);
+}
+
+/**
+ * Batch norm in training mode over all axes but the last: normalises x with
+ * its own per-channel mean and biased variance, then scales by gamma and
+ * shifts by beta (both shape [C]). Differentiable with respect to x, gamma
+ * and beta; mean and variance are returned for moving averages and carry no
+ * gradient. Matches tf.layers.batchNormalization's training branch.
+ */
+export function batchNormTraining(
+  x: tf.Tensor,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon = 1e-3,
+): BatchNormTrainingResult {
+  if (x.rank < 2) throw new Error('batchNormTraining: x must have rank >= 2');
+  const c = x.shape[x.rank - 1];
+  if (gamma.shape[0] !== c || beta.shape[0] !== c) {
+    throw new Error(`batchNormTraining: gamma/beta must have shape [${c}]`);
+  }
+  const fused = hasKernel(BATCH_NORM_TRAIN) && hasKernel(BATCH_NORM_TRAIN_GRAD);
+  const axes = leadingAxes(x.rank);
+  let stats: [tf.Tensor, tf.Tensor] | undefined;
+
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    // Cast: customGrad passes our three inputs, then the save function.
+    const [xi, gi, bi, save] = args as [tf.Tensor, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    let y: tf.Tensor;
+    let mean: tf.Tensor;
+    let variance: tf.Tensor;
+    if (fused) {
+      [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x: xi, gamma: gi, beta: bi }, {
+        epsilon,
+      }) as tf.Tensor[] as [tf.Tensor, tf.Tensor, tf.Tensor];
+    } else {
+      mean = tf.mean(xi, axes);
+      variance = tf.mean(tf.squaredDifference(xi, mean), axes);
+      const scale = tf.mul(gi, tf.rsqrt(tf.add(variance, epsilon)));
+      y = tf.add(tf.mul(tf.sub(xi, mean), scale), bi);
+    }
+    // The forward function runs inside a tidy; keep the statistics for the
+    // caller (handed back below, then tracked by the caller's scope).
+    stats = [tf.keep(mean), tf.keep(variance)];
+    save([xi, gi, mean, variance]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
+        const [sx, sg, sm, sv] = saved as [tf.Tensor, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
+        if (fused) {
+          return tf.engine().runKernel(
+            BATCH_NORM_TRAIN_GRAD,
+            { dy, x: sx, gamma: sg, mean: sm, variance: sv },
+            { epsilon },
+          ) as tf.Tensor[];
+        }
+        const m = sx.size / sx.shape[sx.rank - 1]!;
+        const invStd = tf.rsqrt(tf.add(sv, epsilon));
+        const xhat = tf.mul(tf.sub(sx, sm), invStd);
+        const dbeta = tf.sum(dy, axes);
+        const dgamma = tf.sum(tf.mul(dy, xhat), axes);
+        const inner = tf.sub(tf.sub(dy, tf.div(dbeta, m)), tf.mul(xhat, tf.div(dgamma, m)));
+        const dx = tf.mul(tf.mul(sg, invStd), inner);
+        return [dx, dgamma, dbeta];
+      },
+    };
+  });
+
+  const y = f(x, gamma, beta);
+  if (stats === undefined) throw new Error('batchNormTraining: forward did not run');
+  const [keptMean, keptVariance] = stats;
+  // Clones are tracked by the current scope like any op output; drop our keeps.
+  const mean = keptMean.clone() as tf.Tensor1D;
+  const variance = keptVariance.clone() as tf.Tensor1D;
+  keptMean.dispose();
+  keptVariance.dispose();
+  return { y, mean, variance };
+}
+
+// ---------------------------------------------------------------------------
+// A tf.layers layer using it.
+
+type BatchNormLayerArgs = NonNullable<Parameters<typeof tf.layers.batchNormalization>[0]>;
+type StockBatchNormLayer = ReturnType<typeof tf.layers.batchNormalization>;
+type Kwargs = Parameters<StockBatchNormLayer['call']>[1];
+
+/** The fields of tfjs-layers' BatchNormalization we use (private in its typings). */
+interface BatchNormFields {
+  axis: number;
+  momentum: number;
+  epsilon: number;
+  gamma: LayerVariableLike | null | undefined;
+  beta: LayerVariableLike | null | undefined;
+  movingMean: LayerVariableLike;
+  movingVariance: LayerVariableLike;
+}
+interface LayerVariableLike {
+  read(): tf.Tensor;
+  write(value: tf.Tensor): void;
+}
+
+// tfjs-layers does not export the BatchNormalization class itself; take it
+// from the serialization registry (creating an instance would consume a
+// layer name from the global name counter).
+const registered = tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'];
+if (registered === undefined) throw new Error('tf.layers BatchNormalization is not registered');
+// Cast: the registry stores constructors as generic Serializable classes.
+const StockBatchNormalization = registered[0] as unknown as {
+  new (args?: BatchNormLayerArgs): StockBatchNormLayer;
+  className: string;
+  fromConfig<T extends tf.serialization.Serializable>(
+    cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T;
+};
+
+/**
+ * Drop-in replacement for `tf.layers.batchNormalization` (same arguments,
+ * same weights: gamma, beta, moving_mean, moving_variance) whose training
+ * step uses `batchNormTraining`. Inference is the stock layer's.
+ *
+ * It serialises as a plain `BatchNormalization`, so a saved model.json loads
+ * with `tf.loadLayersModel` in any program (as the stock layer). To have
+ * models loaded in this program use this layer instead (for resumed training),
+ * call `useBatchNormNHWCForLoadedModels()` before loading.
+ */
+export class BatchNormNHWC extends StockBatchNormalization {
+  static override className = 'BatchNormNHWC';
+
+  constructor(args?: BatchNormLayerArgs) {
+    super(args);
+  }
+
+  /** Saved under the stock class name: loadable without this package. */
+  override getClassName(): string {
+    return 'BatchNormalization';
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
+    // Cast: reach the stock layer's private fields (same object).
+    const self = this as unknown as BatchNormFields;
+    const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const training = kwargs['training'] === true;
+    if (!training || input === undefined || (self.axis !== -1 && self.axis !== input.rank - 1)) {
+      return super.call(inputs, kwargs);
+    }
+    return tf.tidy(() => {
+      const c = input.shape[input.rank - 1]!;
+      const gamma = (self.gamma?.read() ?? tf.ones([c])) as tf.Tensor1D;
+      const beta = (self.beta?.read() ?? tf.zeros([c])) as tf.Tensor1D;
+      const { y, mean, variance } = batchNormTraining(input, gamma, beta, self.epsilon);
+      // Moving averages exactly as tfjs-layers does them.
+      const decay = 1 - self.momentum;
+      for (const [variable, value] of [
+        [self.movingMean, mean],
+        [self.movingVariance, variance],
+      ] as const) {
+        tf.tidy(() => {
+          const orig = variable.read();
+          variable.write(tf.sub(orig, tf.mul(tf.sub(orig, value), decay)));
+        });
+      }
+      return y;
+    });
+  }
+}
+tf.serialization.registerClass(BatchNormNHWC);
+
+/** Registered under the stock name by `useBatchNormNHWCForLoadedModels`. */
+class BatchNormNHWCAsStock extends BatchNormNHWC {
+  static override className = 'BatchNormalization';
+}
+
+/**
+ * Makes `tf.loadLayersModel` (and `tf.models.modelFromJSON`) in this program
+ * build `BatchNormNHWC` layers for saved `BatchNormalization` layers, e.g. to
+ * resume training a checkpoint at full speed. Global and irreversible for the
+ * process; the layers behave the same, only training is faster.
+ */
+export function useBatchNormNHWCForLoadedModels(): void {
+  tf.serialization.registerClass(BatchNormNHWCAsStock);
+}

@@ -1,0 +1,79 @@
+// Registers the kernels that training needs on the tfjs wasm backend but that
+// tfjs-backend-wasm 4.22 lacks (Conv2DBackpropFilter) or runs slowly.
+import * as tf from '@tensorflow/tfjs';
+// Imported for its side effect: the stock wasm kernels must be registered
+// before we replace some of them (their registration would otherwise win).
+import '@tensorflow/tfjs-backend-wasm';
+import { batchNormTrainConfigs } from './wasm-batch-norm.js';
+import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
+
+const BACKEND = 'wasm';
+
+export interface WasmTrainingKernelOptions {
+  /**
+   * Kernel names to leave as (or restore to) the stock wasm kernels, for
+   * comparisons. Names without a stock kernel are simply not registered.
+   */
+  keepStock?: string[];
+}
+
+/** The stock kernels we replaced, by kernel name, to restore on request. */
+const stock = new Map<string, tf.KernelConfig | undefined>();
+/** The configs we registered, to recognise them across calls. */
+const ours = new Set<tf.KernelConfig>();
+
+function current(kernelName: string): tf.KernelConfig | undefined {
+  // getKernel's typings say it always returns a config; it returns undefined
+  // when none is registered.
+  return tf.getKernel(kernelName, BACKEND) as tf.KernelConfig | undefined;
+}
+
+function stockKernel(kernelName: string): tf.KernelConfig | undefined {
+  if (stock.has(kernelName)) return stock.get(kernelName);
+  const k = current(kernelName);
+  return k !== undefined && !ours.has(k) ? k : undefined;
+}
+
+function install(kernelName: string, make: () => tf.KernelConfig): void {
+  const now = current(kernelName);
+  if (now !== undefined && ours.has(now)) return;
+  if (!stock.has(kernelName)) stock.set(kernelName, now);
+  // Unregister first: registerKernel over an existing one logs a warning.
+  if (now !== undefined) tf.unregisterKernel(kernelName, BACKEND);
+  const config = make();
+  tf.registerKernel(config);
+  ours.add(config);
+}
+
+function restore(kernelName: string): void {
+  const now = current(kernelName);
+  if (now === undefined || !ours.has(now)) return;
+  tf.unregisterKernel(kernelName, BACKEND);
+  const original = stock.get(kernelName);
+  if (original !== undefined) tf.registerKernel(original);
+}
+
+/**
+ * Registers our training kernels for the 'wasm' backend:
+ * - Conv2DBackpropFilter (missing from tfjs-backend-wasm) and
+ *   Conv2DBackpropInput (stock one is scalar loops), both as XNNPACK forward
+ *   convolutions; NHWC, any stride, 'same' / 'valid' / explicit padding,
+ *   dilation 1 (tfjs's conv2d gradient supports no other).
+ * - The fused training batch-norm kernels used by `batchNormTraining` /
+ *   `BatchNormNHWC` (src/backends/batch-norm.ts).
+ *
+ * Idempotent; may be called before or after `tf.setBackend('wasm')` (none of
+ * our kernels needs a setup step).
+ */
+export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions = {}): void {
+  const keep = new Set(options.keepStock ?? []);
+  const kernels: Array<[string, () => tf.KernelConfig]> = [
+    [tf.Conv2DBackpropFilter, conv2DBackpropFilterConfig],
+    [tf.Conv2DBackpropInput, () => conv2DBackpropInputConfig(stockKernel(tf.Conv2DBackpropInput))],
+    ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
+  ];
+  for (const [name, make] of kernels) {
+    if (keep.has(name)) restore(name);
+    else install(name, make);
+  }
+}

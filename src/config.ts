@@ -1,0 +1,202 @@
+// The single source of truth for a run's configuration. The CLI's flags (names, help, defaults,
+// choices), config files and the library's `TrainOptions` type are all derived from this schema.
+import { z } from 'zod';
+
+/** Run and experiment names become folder names: one safe path segment each. */
+const folderName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-" (no "/", no "..")')
+  .refine((s) => !s.includes('..'), 'must not contain ".."');
+
+export const MODEL_NAMES = ['vgg', 'net'] as const;
+export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
+export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'wasm', 'cpu'] as const;
+export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
+
+export const runConfigSchema = z
+  .object({
+    // --- where the run goes
+    experimentName: folderName.describe('Experiment the run belongs to (a folder under the experiments folder)'),
+    runName: folderName.describe('Name of the run, unique within its experiment'),
+    experimentsFolder: z.string().min(1).default('./experiments').describe('Folder that holds all experiments'),
+
+    // --- data
+    dataset: z.enum(DATASETS).default('cifar10').describe('Training data'),
+    datasetFolder: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Folder with the dataset (CIFAR-10 batches, or an image folder); default: the data cache'),
+    dataFolder: z
+      .string()
+      .min(1)
+      .default('./data')
+      .describe('Cache for downloaded and decoded datasets'),
+    downloadUrl: z
+      .string()
+      .url()
+      .optional()
+      .describe('Where to download CIFAR-10 from (also $IMAGE_CLASSIFIER_CIFAR10_URL)'),
+    validationSplit: z
+      .number()
+      .min(0)
+      .max(0.5)
+      .default(0.1)
+      .describe('Fraction of the training images held out to validate after each epoch (0: validate on the test split)'),
+    testSplit: z
+      .number()
+      .gt(0)
+      .max(0.5)
+      .default(0.1)
+      .describe('Fraction held out as the test split when an image folder has no test/ folder'),
+    numWorkers: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Images decoded in parallel (default: number of CPU cores)'),
+
+    // --- model
+    model: z.enum(MODEL_NAMES).default('vgg').describe("Network: 'vgg' (6 conv + BatchNorm) or 'net' (the ancestor's tutorial CNN)"),
+    pretrainedModel: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Start from the weights of an earlier run: <experiment>/<run>, relative to the experiments folder'),
+
+    // --- optimisation (defaults: a fast recipe for the default model)
+    epochs: z.number().int().min(1).max(10_000).default(8).describe('Passes over the training data'),
+    batchSize: z.number().int().min(1).max(65_536).default(256).describe('Images per training step'),
+    learningRate: z.number().gt(0).max(100).default(0.2).describe('Learning rate (the peak, with a schedule)'),
+    lrSchedule: z.enum(LR_SCHEDULES).default('onecycle').describe('Learning-rate schedule over all steps'),
+    warmupFraction: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.25)
+      .describe('Share of the steps spent warming up (onecycle)'),
+    momentum: z.number().min(0).lt(1).default(0.9).describe('SGD momentum'),
+    nesterov: z.boolean().default(true).describe('Nesterov momentum'),
+    weightDecay: z.number().min(0).max(1).default(5e-4).describe('L2 weight decay'),
+    labelSmoothing: z.number().min(0).lt(1).default(0.2).describe('Label smoothing of the cross-entropy targets'),
+    randomFlip: z.boolean().default(true).describe('Augment: random horizontal flips'),
+    randomCrop: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(2)
+      .describe('Augment: random translation by up to this many pixels (0: off)'),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).default(0).describe('Seed for initialisation, shuffling and augmentation'),
+
+    // --- compute
+    device: z.enum(DEVICES).default('auto').describe('Where to train: auto picks a GPU when one works'),
+    backend: z.enum(BACKENDS).default('auto').describe('tfjs backend (auto: the fastest that loads and works)'),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    if (config.dataset === 'image-folder' && !config.datasetFolder) {
+      ctx.addIssue({ code: 'custom', path: ['datasetFolder'], message: 'is required with --dataset image-folder', input: undefined });
+    }
+  });
+
+/** A complete, validated run configuration. */
+export type RunConfig = z.infer<typeof runConfigSchema>;
+/** What a caller gives: the two names, plus any overrides of the defaults. */
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+/** Thrown for bad configuration: one line that names the flag and the problem. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** `learningRate` -> `learning-rate`: the flag names are the schema keys in kebab case. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+/** `learning-rate` or `learning_rate` -> `learningRate`, so config files may use any of the three. */
+export function keyName(flag: string): string {
+  return flag.replace(/[-_]([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Validates a configuration; throws ConfigError naming the first bad flag. */
+export function parseRunConfig(input: unknown): RunConfig {
+  const result = runConfigSchema.safeParse(input, { reportInput: true });
+  if (result.success) return result.data;
+  throw new ConfigError(describeIssue(result.error.issues[0]!));
+}
+
+/** One line per problem, in the user's terms: the flag, what it must be, and what was given. */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown option ${issue.keys.map((k) => '--' + flagName(k)).join(', ')}`;
+  const key = issue.path.length > 0 ? String(issue.path[0]) : '';
+  if (key === '') return issue.message;
+  const flag = `--${flagName(key)}`;
+  const got = issue.input === undefined ? '' : ` (got ${JSON.stringify(issue.input)})`;
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.input === undefined ? `${flag} is required` : `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
+    case 'too_small':
+      return issue.origin === 'string'
+        ? `${flag} ${issue.message}${got}`
+        : `${flag} must be ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}${got}`;
+    case 'too_big':
+      return issue.origin === 'string'
+        ? `${flag} ${issue.message}${got}`
+        : `${flag} must be ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}${got}`;
+    case 'invalid_value':
+      return `${flag} must be one of ${issue.values.map((v) => String(v)).join(', ')}${got}`;
+    case 'custom':
+      return `${flag} ${issue.message}`;
+    default:
+      return `${flag} ${issue.message}${got}`;
+  }
+}
+
+export interface FlagSpec {
+  key: string;
+  flag: string;
+  type: 'string' | 'number' | 'boolean';
+  description: string;
+  choices?: readonly string[];
+  defaultValue?: unknown;
+  required: boolean;
+}
+
+/** Describes each option of the schema for the CLI (and the docs/workflow checks). */
+export function flagSpecs(): FlagSpec[] {
+  return Object.entries(runConfigSchema.shape).map(([key, field]) => {
+    let inner: z.ZodType = field;
+    let defaultValue: unknown;
+    let required = true;
+    for (;;) {
+      const def = inner._zod.def as { type: string; innerType?: z.ZodType; defaultValue?: unknown };
+      if (def.type === 'default') {
+        defaultValue = def.defaultValue;
+        required = false;
+        inner = def.innerType!;
+      } else if (def.type === 'optional') {
+        required = false;
+        inner = def.innerType!;
+      } else break;
+    }
+    const def = inner._zod.def as { type: string; entries?: Record<string, string> };
+    const type = def.type === 'number' ? 'number' : def.type === 'boolean' ? 'boolean' : 'string';
+    const spec: FlagSpec = {
+      key,
+      flag: flagName(key),
+      type,
+      description: field.description ?? '',
+      required,
+      defaultValue,
+    };
+    if (def.type === 'enum' && def.entries) spec.choices = Object.values(def.entries);
+    return spec;
+  });
+}

@@ -1,0 +1,511 @@
+// CIFAR-10 from disk (binary or Python version) or downloaded once into the cache folder.
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar';
+import type { Dataset, ImageSet } from './dataset.js';
+import { NumpyArray, PickleDict, readPickle } from './pickle.js';
+import type { PickleValue } from './pickle.js';
+import type { ProgressFactory } from '../reports/progress.js';
+
+export type Log = (message: string) => void;
+
+export interface Cifar10Metadata {
+  classNames: string[];
+  url: string;
+  md5: string;
+  bytes: number;
+}
+
+let metadataCache: Cifar10Metadata | undefined;
+
+/** data/metadata.json at the package root: two levels up from both src/data and dist/data. */
+export function cifar10Metadata(): Cifar10Metadata {
+  if (!metadataCache) {
+    const file = new URL('../../data/metadata.json', import.meta.url);
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as { cifar10: Cifar10Metadata };
+    metadataCache = parsed.cifar10;
+  }
+  return metadataCache;
+}
+
+export const CIFAR10_URL_ENV = 'IMAGE_CLASSIFIER_CIFAR10_URL';
+export const CIFAR10_MD5_ENV = 'IMAGE_CLASSIFIER_CIFAR10_MD5';
+
+const SIDE = 32;
+const PIXELS = SIDE * SIDE;
+const RECORD = 1 + 3 * PIXELS;
+const TRAIN_BATCHES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}`);
+
+export type Cifar10Format = 'binary' | 'python';
+export interface Cifar10Location {
+  format: Cifar10Format;
+  /** The batches folder itself (cifar-10-batches-bin or cifar-10-batches-py). */
+  folder: string;
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** What marks a folder as a batches folder; any one file suffices so that a partial copy is
+ * still found and then reported file by file rather than silently ignored. */
+async function batchesFormat(folder: string): Promise<Cifar10Format | undefined> {
+  for (const name of ['batches.meta.txt', 'test_batch.bin', 'data_batch_1.bin']) {
+    if (await isFile(path.join(folder, name))) return 'binary';
+  }
+  for (const name of ['batches.meta', 'test_batch', 'data_batch_1']) {
+    if (await isFile(path.join(folder, name))) return 'python';
+  }
+  return undefined;
+}
+
+/** Finds CIFAR-10 in `folder`: the batches folder itself, or a folder holding cifar-10-batches-bin/
+ * (preferred) or cifar-10-batches-py/. */
+export async function locateCifar10(folder: string): Promise<Cifar10Location | undefined> {
+  const root = path.resolve(folder);
+  if (!(await isDirectory(root))) return undefined;
+  const own = await batchesFormat(root);
+  if (own) return { format: own, folder: root };
+  for (const [sub, format] of [
+    ['cifar-10-batches-bin', 'binary'],
+    ['cifar-10-batches-py', 'python'],
+  ] as const) {
+    const candidate = path.join(root, sub);
+    if (await isDirectory(candidate)) return { format, folder: candidate };
+  }
+  return undefined;
+}
+
+async function readRequired(folder: string, name: string): Promise<Buffer> {
+  try {
+    return await readFile(path.join(folder, name));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`CIFAR-10 file missing: ${path.join(folder, name)}`);
+    throw new Error(`Could not read CIFAR-10 file ${path.join(folder, name)}: ${(error as Error).message}`);
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function emptySet(count: number): ImageSet {
+  return {
+    images: new Uint8Array(count * 3 * PIXELS),
+    labels: new Uint8Array(count),
+    count,
+    height: SIDE,
+    width: SIDE,
+    channels: 3,
+  };
+}
+
+/** Copies one CHW image (1024 R, 1024 G, 1024 B) into HWC order at image `index` of `set`. */
+function putPlanes(set: ImageSet, index: number, planes: Uint8Array): void {
+  const out = set.images;
+  let o = index * 3 * PIXELS;
+  for (let p = 0; p < PIXELS; p++) {
+    out[o++] = planes[p]!;
+    out[o++] = planes[PIXELS + p]!;
+    out[o++] = planes[2 * PIXELS + p]!;
+  }
+}
+
+function checkLabel(label: number, numClasses: number, file: string): number {
+  if (!Number.isInteger(label) || label < 0 || label >= numClasses) {
+    throw new Error(`CIFAR-10 file ${file} has label ${String(label)} outside 0..${numClasses - 1}`);
+  }
+  return label;
+}
+
+function parseBinaryBatches(files: Array<{ name: string; bytes: Buffer }>, numClasses: number): ImageSet {
+  for (const { name, bytes } of files) {
+    if (bytes.length === 0 || bytes.length % RECORD !== 0) {
+      throw new Error(`CIFAR-10 file ${name} is ${bytes.length} bytes, not a multiple of ${RECORD}-byte records`);
+    }
+  }
+  const set = emptySet(files.reduce((n, f) => n + f.bytes.length / RECORD, 0));
+  let index = 0;
+  for (const { name, bytes } of files) {
+    for (let at = 0; at < bytes.length; at += RECORD, index++) {
+      set.labels[index] = checkLabel(bytes[at]!, numClasses, name);
+      putPlanes(set, index, bytes.subarray(at + 1, at + RECORD));
+    }
+  }
+  return set;
+}
+
+function parseClassNamesText(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+}
+
+function textOf(value: PickleValue | undefined): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+  return undefined;
+}
+
+function pickleDict(bytes: Buffer, name: string): PickleDict {
+  const value = readPickle(bytes, name);
+  if (!(value instanceof PickleDict)) throw new Error(`CIFAR-10 file ${name} does not hold a dict`);
+  return value;
+}
+
+function parsePythonBatches(files: Array<{ name: string; bytes: Buffer }>, numClasses: number): ImageSet {
+  const batches = files.map(({ name, bytes }) => {
+    const dict = pickleDict(bytes, name);
+    const data = dict.get('data');
+    const labels = dict.get('labels') ?? dict.get('fine_labels');
+    if (!(data instanceof NumpyArray)) throw new Error(`CIFAR-10 file ${name} has no numpy 'data' array`);
+    const [rows, cols] = data.shape;
+    const dtype = data.dtype?.str;
+    if (data.shape.length !== 2 || cols !== 3 * PIXELS || (dtype !== 'u1' && dtype !== '|u1')) {
+      throw new Error(
+        `CIFAR-10 file ${name}: 'data' is ${dtype ?? '?'} of shape [${data.shape.join(', ')}], expected uint8 [N, ${3 * PIXELS}]`,
+      );
+    }
+    if (data.fortranOrder) throw new Error(`CIFAR-10 file ${name}: Fortran-ordered 'data' is not supported`);
+    if (data.data.length !== rows! * cols) throw new Error(`CIFAR-10 file ${name}: 'data' has the wrong byte size`);
+    if (!Array.isArray(labels) || labels.length !== rows) {
+      throw new Error(`CIFAR-10 file ${name}: 'labels' is not a list of ${rows} integers`);
+    }
+    return { name, rows: rows!, data: data.data, labels };
+  });
+  const set = emptySet(batches.reduce((n, b) => n + b.rows, 0));
+  let index = 0;
+  for (const batch of batches) {
+    for (let r = 0; r < batch.rows; r++, index++) {
+      const label = batch.labels[r];
+      set.labels[index] = checkLabel(typeof label === 'number' ? label : NaN, numClasses, batch.name);
+      putPlanes(set, index, batch.data.subarray(r * 3 * PIXELS, (r + 1) * 3 * PIXELS));
+    }
+  }
+  return set;
+}
+
+/** Reads a located CIFAR-10 folder into a Dataset; every expected file must be present. */
+export async function readCifar10(location: Cifar10Location): Promise<Dataset> {
+  const { folder, format } = location;
+  const suffix = format === 'binary' ? '.bin' : '';
+  const metaName = format === 'binary' ? 'batches.meta.txt' : 'batches.meta';
+  const names = [metaName, ...TRAIN_BATCHES.map((b) => b + suffix), 'test_batch' + suffix];
+  // Check presence first so a missing file is reported before a long read.
+  for (const name of names) {
+    if (!(await isFile(path.join(folder, name)))) throw new Error(`CIFAR-10 file missing: ${path.join(folder, name)}`);
+  }
+  const checksums: Record<string, string> = {};
+  const read = async (name: string) => {
+    const bytes = await readRequired(folder, name);
+    checksums[name] = sha256(bytes);
+    return { name, bytes };
+  };
+
+  const meta = await read(metaName);
+  let classNames: string[];
+  if (format === 'binary') {
+    classNames = parseClassNamesText(meta.bytes.toString('utf8'));
+  } else {
+    const names = pickleDict(meta.bytes, metaName).get('label_names');
+    classNames = Array.isArray(names) ? names.map(textOf).filter((n): n is string => n !== undefined) : [];
+  }
+  if (classNames.length === 0 || classNames.length > 256) {
+    throw new Error(`CIFAR-10 file ${path.join(folder, metaName)} does not list the class names`);
+  }
+
+  const trainFiles: Array<{ name: string; bytes: Buffer }> = [];
+  for (const b of TRAIN_BATCHES) trainFiles.push(await read(b + suffix));
+  const testFiles = [await read('test_batch' + suffix)];
+  const parse = format === 'binary' ? parseBinaryBatches : parsePythonBatches;
+  const train = parse(trainFiles, classNames.length);
+  const test = parse(testFiles, classNames.length);
+  return { kind: 'cifar10', classNames, train, test, source: folder, checksums };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Download
+
+/** Network failures (DNS, refused, reset, timeout, cut-off transfer): the cases where the user
+ * should be told how to provide the data by hand. */
+export class NetworkError extends Error {
+  override name = 'NetworkError';
+}
+
+const NETWORK_CODES = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'EPIPE',
+  'EPROTO',
+  'CERT_HAS_EXPIRED',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+]);
+
+function describeNetworkError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException & { hostname?: string };
+  return e.code ? `${e.code}${e.hostname ? ` ${e.hostname}` : ''}` : e.message;
+}
+
+const IDLE_TIMEOUT_MS = 60_000;
+const MAX_REDIRECTS = 10;
+
+/** GETs `url`, following redirects, resolving with the 200 response. */
+function request(url: string, redirects = 0): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      reject(new Error(`Invalid download URL: ${url}`));
+      return;
+    }
+    const client = parsed.protocol === 'https:' ? https : parsed.protocol === 'http:' ? http : undefined;
+    if (!client) {
+      reject(new Error(`Unsupported download URL protocol ${parsed.protocol} in ${url}`));
+      return;
+    }
+    const req = client.get(parsed, { headers: { 'user-agent': 'image-classifier' } }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && res.headers.location) {
+        res.resume();
+        if (redirects >= MAX_REDIRECTS) {
+          reject(new Error(`Too many redirects downloading ${url}`));
+          return;
+        }
+        resolve(request(new URL(res.headers.location, parsed).toString(), redirects + 1));
+        return;
+      }
+      if (status !== 200) {
+        res.resume();
+        // A missing or refusing mirror leaves the user in the same spot as no network.
+        reject(new NetworkError(`HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''} from ${url}`));
+        return;
+      }
+      resolve(res);
+    });
+    // An idle socket (no bytes for a minute) counts as an unreachable network.
+    req.setTimeout(IDLE_TIMEOUT_MS, () => {
+      req.destroy(Object.assign(new Error('connection timed out'), { code: 'ETIMEDOUT' }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      reject(error.code && NETWORK_CODES.has(error.code) ? new NetworkError(describeNetworkError(error)) : error);
+    });
+  });
+}
+
+export interface DownloadCifar10Options {
+  url: string;
+  cacheFolder: string;
+  md5: string;
+  /** Expected size; used for the progress bar when the server sends no length, and to spot truncation. */
+  bytes?: number;
+  progress: ProgressFactory;
+  log: Log;
+}
+
+function tempName(prefix: string): string {
+  return `.${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Streams `url` into `file`, returning its MD5; throws (file left for the caller to delete) on
+ * truncation or network failure. */
+async function fetchToFile(url: string, file: string, expectedBytes: number | undefined, progress: ProgressFactory) {
+  const res = await request(url);
+  const lengthHeader = Number(res.headers['content-length']);
+  const total = Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : expectedBytes;
+  const bar = progress('Downloading CIFAR-10', total ?? 0, 'bytes');
+  const md5 = createHash('md5');
+  let received = 0;
+  try {
+    await pipeline(
+      res,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          md5.update(chunk);
+          received += chunk.length;
+          bar.update(received);
+          yield chunk;
+        }
+      },
+      createWriteStream(file),
+    );
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ENOSPC' || e.code === 'EACCES' || e.code === 'EROFS') {
+      throw new Error(`Could not write the download to ${file}: ${e.message}`);
+    }
+    throw new NetworkError(
+      `download truncated: received ${received}${total ? ` of ${total}` : ''} bytes (${describeNetworkError(error)})`,
+    );
+  } finally {
+    bar.stop();
+  }
+  if (total !== undefined && received !== total) {
+    throw new NetworkError(`download truncated: received ${received} of ${total} bytes`);
+  }
+  return md5.digest('hex');
+}
+
+function isUnsafeEntryPath(p: string): boolean {
+  if (p.startsWith('/') || p.startsWith('\\') || /^[a-zA-Z]:/.test(p)) return true;
+  return p.split(/[\\/]+/).some((part) => part === '..');
+}
+
+/** Extracts a .tar.gz into `into`, accepting only plain files and folders with relative paths
+ * inside it; throws (after extracting nothing more) on anything else. */
+export async function extractTarGzSafely(archive: string, into: string): Promise<void> {
+  const problems: string[] = [];
+  await tar.x({
+    file: archive,
+    cwd: into,
+    strict: true,
+    preservePaths: false,
+    filter: (entryPath, entry) => {
+      const type = 'type' in entry ? entry.type : 'File';
+      if (isUnsafeEntryPath(entryPath)) {
+        problems.push(`${entryPath} (path outside the target folder)`);
+        return false;
+      }
+      if (!['File', 'OldFile', 'ContiguousFile', 'Directory'].includes(type)) {
+        problems.push(`${entryPath} (${type} entries are not allowed)`);
+        return false;
+      }
+      return true;
+    },
+  });
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 3).join(', ');
+    throw new Error(`Refusing archive ${path.basename(archive)}: unsafe entries ${shown}${problems.length > 3 ? ', ...' : ''}`);
+  }
+}
+
+/** Downloads and unpacks CIFAR-10 into `cacheFolder`; returns where it landed. Nothing partial is
+ * left behind: the archive and the extraction use temporary names and are removed on any failure. */
+export async function downloadCifar10(options: DownloadCifar10Options): Promise<Cifar10Location> {
+  const { url, md5, bytes, progress, log } = options;
+  const cacheFolder = path.resolve(options.cacheFolder);
+  await mkdir(cacheFolder, { recursive: true });
+  const archive = path.join(cacheFolder, tempName('cifar10-download') + '.tar.gz');
+  const extractDir = path.join(cacheFolder, tempName('cifar10-extract'));
+  try {
+    log(`Downloading CIFAR-10 from ${url} into ${cacheFolder}`);
+    const actual = await fetchToFile(url, archive, bytes, progress);
+    if (actual.toLowerCase() !== md5.toLowerCase()) {
+      throw new Error(`Downloaded ${url} has MD5 ${actual}, expected ${md5}; the download was deleted`);
+    }
+    log('Download verified (MD5); extracting');
+    await mkdir(extractDir);
+    await extractTarGzSafely(archive, extractDir);
+    for (const [sub, format] of [
+      ['cifar-10-batches-bin', 'binary'],
+      ['cifar-10-batches-py', 'python'],
+    ] as const) {
+      const from = path.join(extractDir, sub);
+      if (!(await isDirectory(from))) continue;
+      const to = path.join(cacheFolder, sub);
+      try {
+        await rename(from, to);
+      } catch (error) {
+        // Another process may have finished the same download first; its copy is as good.
+        const code = (error as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await batchesFormat(to))) throw error;
+        log(`${to} appeared meanwhile; using it`);
+      }
+      log(`CIFAR-10 unpacked into ${to}`);
+      return { format, folder: to };
+    }
+    throw new Error(`The archive from ${url} holds no cifar-10-batches-bin/ (or cifar-10-batches-py/) folder`);
+  } finally {
+    await rm(extractDir, { recursive: true, force: true });
+    await unlink(archive).catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface LoadCifar10Options {
+  /** An explicit --dataset-folder: searched first. */
+  folder?: string;
+  /** Where CIFAR-10 is looked for next and downloaded to (the caller's default is ./data). */
+  cacheFolder: string;
+  /** Overrides the URL from metadata.json (and IMAGE_CLASSIFIER_CIFAR10_URL). */
+  url?: string;
+  /** Overrides the MD5 from metadata.json (and IMAGE_CLASSIFIER_CIFAR10_MD5). */
+  md5?: string;
+  download: boolean;
+  progress: ProgressFactory;
+  log: Log;
+}
+
+/** Loads CIFAR-10 from `folder` or `cacheFolder`, downloading it into `cacheFolder` when absent. */
+export async function loadCifar10(options: LoadCifar10Options): Promise<Dataset> {
+  const { cacheFolder, progress, log } = options;
+  const searched = [options.folder, cacheFolder].filter((f): f is string => f !== undefined);
+  for (const folder of searched) {
+    const found = await locateCifar10(folder);
+    if (found) {
+      log(`Reading CIFAR-10 (${found.format} version) from ${found.folder}`);
+      return readCifar10(found);
+    }
+    if (folder === options.folder) log(`CIFAR-10 not found in ${folder}`);
+  }
+
+  const metadata = cifar10Metadata();
+  const url = options.url || process.env[CIFAR10_URL_ENV] || metadata.url;
+  const md5 = options.md5 || process.env[CIFAR10_MD5_ENV] || metadata.md5;
+  const where = searched.join(' or ');
+  const help =
+    `Put cifar-10-binary.tar.gz's cifar-10-batches-bin/ (or cifar-10-batches-py/) there, ` +
+    `point --dataset-folder at it, or train with --dataset synthetic.`;
+  if (!options.download) {
+    throw new Error(`CIFAR-10 not found in ${where} and downloading is disabled. ${help}`);
+  }
+  let location: Cifar10Location;
+  try {
+    location = await downloadCifar10({
+      url,
+      cacheFolder,
+      md5,
+      // The known size belongs to the known file only.
+      bytes: md5.toLowerCase() === metadata.md5 ? metadata.bytes : undefined,
+      progress,
+      log,
+    });
+  } catch (error) {
+    if (error instanceof NetworkError) {
+      throw new Error(`CIFAR-10 not found in ${where} and it could not be downloaded from ${url} (${error.message}). ${help}`);
+    }
+    throw error;
+  }
+  return readCifar10(location);
+}

@@ -1,0 +1,39 @@
+// The in-memory form every data source produces: images stay uint8 (NHWC) so full CIFAR-10 is
+// 150 MB, not 600 MB of float32; batches are normalised as they are assembled.
+
+export interface ImageSet {
+  /** count * height * width * channels bytes, NHWC, RGB. */
+  images: Uint8Array;
+  /** One class index per image. */
+  labels: Uint8Array;
+  count: number;
+  height: number;
+  width: number;
+  channels: number;
+}
+
+export interface Dataset {
+  /** 'cifar10', 'image-folder' or 'synthetic'. */
+  kind: string;
+  classNames: string[];
+  train: ImageSet;
+  /** The split the final metrics (metrics.png, metrics.json) are measured on. */
+  test: ImageSet;
+  /** Where it came from, for the manifest: a folder, a URL, or 'generated'. */
+  source: string;
+  /** sha256 of each file the data was read from (relative name -> hex), or of the decoded data. */
+  checksums: Record<string, string>;
+}
+
+/** Copies the images at `indices` of `set` into a new ImageSet (used for splits and subsets). */
+export function selectImages(set: ImageSet, indices: ArrayLike<number>): ImageSet {
+  const size = set.height * set.width * set.channels;
+  const images = new Uint8Array(indices.length * size);
+  const labels = new Uint8Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    const from = indices[i]!;
+    images.set(set.images.subarray(from * size, (from + 1) * size), i * size);
+    labels[i] = set.labels[from]!;
+  }
+  return { images, labels, count: indices.length, height: set.height, width: set.width, channels: set.channels };
+}

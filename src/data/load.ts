@@ -1,0 +1,62 @@
+// One entry point for every data source, so training and evaluation load data the same way.
+import type { Dataset } from './dataset.js';
+import { loadCifar10 } from './cifar10.js';
+import { loadImageFolder } from './image-folder.js';
+import { makeSyntheticDataset } from './synthetic.js';
+import type { ProgressFactory } from '../reports/progress.js';
+
+export type DatasetName = 'cifar10' | 'image-folder' | 'synthetic';
+
+export interface LoadDatasetOptions {
+  dataset: DatasetName;
+  /** --dataset-folder: CIFAR-10 batches, or the image folder (required for image-folder). */
+  datasetFolder?: string;
+  /** Where downloads and decode caches go (./data by default in the CLI). */
+  cacheFolder: string;
+  imageSize: { height: number; width: number };
+  seed: number;
+  numWorkers: number;
+  /** Fraction held out as the test split by an image folder without a test/ folder. */
+  testSplit?: number;
+  /** Overrides the CIFAR-10 download URL. */
+  downloadUrl?: string;
+  /** Whether CIFAR-10 may be downloaded when it is not on disk. */
+  download?: boolean;
+  progress: ProgressFactory;
+  log: (message: string) => void;
+}
+
+export async function loadDataset(options: LoadDatasetOptions): Promise<Dataset> {
+  const { dataset, imageSize, progress, log } = options;
+  switch (dataset) {
+    case 'cifar10':
+      // CIFAR-10 is 32x32; scaling it would silently change what the numbers mean.
+      if (imageSize.height !== 32 || imageSize.width !== 32) {
+        throw new Error(`CIFAR-10 images are 32x32; the model expects ${imageSize.height}x${imageSize.width}`);
+      }
+      return loadCifar10({
+        folder: options.datasetFolder,
+        cacheFolder: options.cacheFolder,
+        url: options.downloadUrl,
+        download: options.download ?? true,
+        progress,
+        log,
+      });
+    case 'image-folder':
+      if (!options.datasetFolder) throw new Error('--dataset-folder is required with --dataset image-folder');
+      return loadImageFolder({
+        folder: options.datasetFolder,
+        imageSize,
+        validationSplitForTest: options.testSplit ?? 0.1,
+        seed: options.seed,
+        numWorkers: options.numWorkers,
+        cacheFolder: options.cacheFolder,
+        progress,
+        log,
+      });
+    case 'synthetic':
+      return makeSyntheticDataset({ imageSize, seed: options.seed });
+    default:
+      throw new Error(`Unknown dataset ${String(dataset)}; expected cifar10, image-folder or synthetic`);
+  }
+}

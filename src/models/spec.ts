@@ -1,0 +1,6 @@
+export interface ModelSpec {
+  /** [height, width, channels] */
+  inputShape: [number, number, number];
+  numClasses: number;
+  seed: number;
+}

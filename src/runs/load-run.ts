@@ -1,0 +1,28 @@
+// Reading finished runs back: the manifest, the metrics and the model.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../config.js';
+import { loadModelFile, MODEL_FILE } from '../models/io.js';
+import type { Metrics } from '../training/train.js';
+import { MANIFEST_FILE, type Manifest } from './manifest.js';
+
+export interface LoadedRun {
+  /** Absolute path of the run folder. */
+  path: string;
+  manifest: Manifest;
+  metrics: Metrics;
+  /** Loads the trained model (the caller disposes it). */
+  loadModel(): Promise<tf.LayersModel>;
+}
+
+/** `run` is `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
+export async function loadRun(run: string, experimentsFolder = './experiments'): Promise<LoadedRun> {
+  const candidates = [resolve(experimentsFolder, run), resolve(run)];
+  const path = candidates.find((p) => existsSync(join(p, MANIFEST_FILE)));
+  if (!path) throw new ConfigError(`no run at ${candidates[0]} (a run folder has a ${MANIFEST_FILE})`);
+  const manifest = JSON.parse(await readFile(join(path, MANIFEST_FILE), 'utf8')) as Manifest;
+  const metrics = JSON.parse(await readFile(join(path, 'metrics.json'), 'utf8')) as Metrics;
+  return { path, manifest, metrics, loadModel: () => loadModelFile(join(path, 'model', MODEL_FILE)) };
+}

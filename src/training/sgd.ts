@@ -1,0 +1,51 @@
+// SGD with momentum, Nesterov and L2 weight decay, written as PyTorch's torch.optim.SGD does it
+// (decay added to the gradient, momentum buffer starting at the first gradient), so recipes carry over.
+// Our own rather than tf.train.momentum: that one has no weight decay, and owning the state makes it
+// easy to checkpoint.
+import * as tf from '@tensorflow/tfjs';
+
+export interface SgdOptions {
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+}
+
+export class Sgd {
+  private readonly buffers: tf.Variable[];
+
+  constructor(
+    private readonly variables: tf.Variable[],
+    private readonly options: SgdOptions,
+  ) {
+    this.buffers = variables.map((v) => tf.variable(tf.zerosLike(v), false));
+  }
+
+  /** One update with `grads[i]` the gradient of `variables[i]`. Disposes nothing it was given. */
+  step(grads: tf.Tensor[], learningRate: number): void {
+    const { momentum, nesterov, weightDecay } = this.options;
+    tf.tidy(() => {
+      const lr = tf.scalar(learningRate);
+      this.variables.forEach((w, i) => {
+        let g = grads[i]!;
+        if (weightDecay > 0) g = tf.add(g, tf.mul(w, weightDecay));
+        let update = g;
+        if (momentum > 0) {
+          const buffer = this.buffers[i]!;
+          const next = tf.add(tf.mul(buffer, momentum), g);
+          buffer.assign(next);
+          update = nesterov ? tf.add(g, tf.mul(next, momentum)) : next;
+        }
+        w.assign(tf.sub(w, tf.mul(update, lr)));
+      });
+    });
+  }
+
+  /** Momentum buffers, in variable order (for checkpoints). */
+  state(): tf.Variable[] {
+    return this.buffers;
+  }
+
+  dispose(): void {
+    for (const b of this.buffers) b.dispose();
+  }
+}

@@ -1,0 +1,110 @@
+// Conv2D gradients on wasm (with our kernels) against the cpu backend.
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+
+function randomArray(n: number, seed: number): Float32Array {
+  // mulberry32: small, seeded, identical on every run.
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+interface Case {
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  f: number;
+  k: number;
+  stride: number;
+  pad: 'same' | 'valid' | number;
+}
+
+interface Grads {
+  dx: Float32Array;
+  dw: Float32Array;
+}
+
+async function convGrads(backend: string, tc: Case): Promise<Grads> {
+  await tf.setBackend(backend);
+  const xs = randomArray(tc.n * tc.h * tc.w * tc.c, 1);
+  const ws = randomArray(tc.k * tc.k * tc.c * tc.f, 2);
+  const [dx, dw] = tf.tidy(() => {
+    const x = tf.tensor4d(xs, [tc.n, tc.h, tc.w, tc.c]);
+    const w = tf.tensor4d(ws, [tc.k, tc.k, tc.c, tc.f]);
+    // A non-uniform upstream gradient: weight the output by a fixed pattern.
+    const f = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => {
+      const y = tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, tc.stride, tc.pad);
+      const pattern = tf.tensor(randomArray(y.size, 3), y.shape);
+      return tf.sum(tf.mul(y, pattern));
+    };
+    const g = tf.grads(f)([x, w]);
+    return [g[0]!, g[1]!];
+  });
+  const out = { dx: (await dx!.data()) as Float32Array, dw: (await dw!.data()) as Float32Array };
+  dx!.dispose();
+  dw!.dispose();
+  return out;
+}
+
+function expectClose(actual: Float32Array, expected: Float32Array, what: string): void {
+  expect(actual.length, what).toBe(expected.length);
+  let scale = 0;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  }
+  // Relative to the largest magnitude: sums of many terms, float32 on both sides.
+  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(1e-4);
+}
+
+const cases: Case[] = [];
+for (const k of [3, 5]) {
+  for (const stride of [1, 2]) {
+    for (const pad of ['same', 'valid'] as const) {
+      cases.push({ n: 3, h: 7, w: 9, c: 3, f: 4, k, stride, pad });
+      cases.push({ n: 3, h: 9, w: 7, c: 5, f: 6, k, stride, pad });
+    }
+  }
+}
+// Explicit numeric padding (tfjs accepts a number for conv2d).
+cases.push({ n: 2, h: 8, w: 6, c: 3, f: 2, k: 3, stride: 1, pad: 1 });
+cases.push({ n: 2, h: 8, w: 7, c: 3, f: 2, k: 3, stride: 2, pad: 2 });
+// Explicit padding larger than the kernel allows: the input gradient falls
+// back to the stock kernel, the filter gradient still uses ours.
+cases.push({ n: 2, h: 5, w: 5, c: 2, f: 3, k: 3, stride: 1, pad: 3 });
+
+describe('wasm Conv2D gradients', () => {
+  beforeAll(async () => {
+    registerWasmTrainingKernels();
+    registerWasmTrainingKernels(); // idempotent
+    await tf.ready();
+  });
+
+  for (const tc of cases) {
+    const name = `${tc.n}x${tc.h}x${tc.w}x${tc.c} k${tc.k} f${tc.f} s${tc.stride} ${tc.pad}`;
+    it(name, async () => {
+      const ref = await convGrads('cpu', tc);
+      const got = await convGrads('wasm', tc);
+      expectClose(got.dw, ref.dw, 'dW');
+      expectClose(got.dx, ref.dx, 'dx');
+    });
+  }
+
+  it('is deterministic', async () => {
+    const tc: Case = { n: 4, h: 12, w: 12, c: 8, f: 16, k: 3, stride: 1, pad: 'same' };
+    const a = await convGrads('wasm', tc);
+    const b = await convGrads('wasm', tc);
+    expect(Buffer.from(a.dw.buffer).equals(Buffer.from(b.dw.buffer))).toBe(true);
+    expect(Buffer.from(a.dx.buffer).equals(Buffer.from(b.dx.buffer))).toBe(true);
+  });
+});
