@@ -3,7 +3,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'experiments/', 'data/', 'coverage/', 'src/backends/kernels/*.wasm.ts'] },
+  {
+    ignores: [
+      'dist/',
+      'node_modules/',
+      'experiments/',
+      'data/',
+      'coverage/',
+      'src/backends/kernels/*.wasm.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

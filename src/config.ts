@@ -19,9 +19,15 @@ export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
 export const runConfigSchema = z
   .object({
     // --- where the run goes
-    experimentName: folderName.describe('Experiment the run belongs to (a folder under the experiments folder)'),
+    experimentName: folderName.describe(
+      'Experiment the run belongs to (a folder under the experiments folder)',
+    ),
     runName: folderName.describe('Name of the run, unique within its experiment'),
-    experimentsFolder: z.string().min(1).default('./experiments').describe('Folder that holds all experiments'),
+    experimentsFolder: z
+      .string()
+      .min(1)
+      .default('./experiments')
+      .describe('Folder that holds all experiments'),
 
     // --- data
     dataset: z.enum(DATASETS).default('cifar10').describe('Training data'),
@@ -30,11 +36,7 @@ export const runConfigSchema = z
       .min(1)
       .optional()
       .describe('Folder with the dataset (CIFAR-10 batches, or an image folder); default: the data cache'),
-    dataFolder: z
-      .string()
-      .min(1)
-      .default('./data')
-      .describe('Cache for downloaded and decoded datasets'),
+    dataFolder: z.string().min(1).default('./data').describe('Cache for downloaded and decoded datasets'),
     downloadUrl: z
       .string()
       .url()
@@ -45,7 +47,9 @@ export const runConfigSchema = z
       .min(0)
       .max(0.5)
       .default(0.1)
-      .describe('Fraction of the training images held out to validate after each epoch (0: validate on the test split)'),
+      .describe(
+        'Fraction of the training images held out to validate after each epoch (0: validate on the test split)',
+      ),
     testSplit: z
       .number()
       .gt(0)
@@ -61,17 +65,27 @@ export const runConfigSchema = z
       .describe('Images decoded in parallel (default: number of CPU cores)'),
 
     // --- model
-    model: z.enum(MODEL_NAMES).default('vgg').describe("Network: 'vgg' (6 conv + BatchNorm) or 'net' (the ancestor's tutorial CNN)"),
+    model: z
+      .enum(MODEL_NAMES)
+      .default('vgg')
+      .describe("Network: 'vgg' (6 conv + BatchNorm) or 'net' (the ancestor's tutorial CNN)"),
     pretrainedModel: z
       .string()
       .min(1)
       .optional()
-      .describe('Start from the weights of an earlier run: <experiment>/<run>, relative to the experiments folder'),
+      .describe(
+        'Start from the weights of an earlier run: <experiment>/<run>, relative to the experiments folder',
+      ),
 
     // --- optimisation (defaults: a fast recipe for the default model)
     epochs: z.number().int().min(1).max(10_000).default(8).describe('Passes over the training data'),
     batchSize: z.number().int().min(1).max(65_536).default(256).describe('Images per training step'),
-    learningRate: z.number().gt(0).max(100).default(0.2).describe('Learning rate (the peak, with a schedule)'),
+    learningRate: z
+      .number()
+      .gt(0)
+      .max(100)
+      .default(0.2)
+      .describe('Learning rate (the peak, with a schedule)'),
     lrSchedule: z.enum(LR_SCHEDULES).default('onecycle').describe('Learning-rate schedule over all steps'),
     warmupFraction: z
       .number()
@@ -82,7 +96,12 @@ export const runConfigSchema = z
     momentum: z.number().min(0).lt(1).default(0.9).describe('SGD momentum'),
     nesterov: z.boolean().default(true).describe('Nesterov momentum'),
     weightDecay: z.number().min(0).max(1).default(5e-4).describe('L2 weight decay'),
-    labelSmoothing: z.number().min(0).lt(1).default(0.2).describe('Label smoothing of the cross-entropy targets'),
+    labelSmoothing: z
+      .number()
+      .min(0)
+      .lt(1)
+      .default(0.2)
+      .describe('Label smoothing of the cross-entropy targets'),
     randomFlip: z.boolean().default(true).describe('Augment: random horizontal flips'),
     randomCrop: z
       .number()
@@ -91,16 +110,30 @@ export const runConfigSchema = z
       .max(16)
       .default(2)
       .describe('Augment: random translation by up to this many pixels (0: off)'),
-    seed: z.number().int().min(0).max(2 ** 32 - 1).default(0).describe('Seed for initialisation, shuffling and augmentation'),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .default(0)
+      .describe('Seed for initialisation, shuffling and augmentation'),
 
     // --- compute
     device: z.enum(DEVICES).default('auto').describe('Where to train: auto picks a GPU when one works'),
-    backend: z.enum(BACKENDS).default('auto').describe('tfjs backend (auto: the fastest that loads and works)'),
+    backend: z
+      .enum(BACKENDS)
+      .default('auto')
+      .describe('tfjs backend (auto: the fastest that loads and works)'),
   })
   .strict()
   .superRefine((config, ctx) => {
     if (config.dataset === 'image-folder' && !config.datasetFolder) {
-      ctx.addIssue({ code: 'custom', path: ['datasetFolder'], message: 'is required with --dataset image-folder', input: undefined });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['datasetFolder'],
+        message: 'is required with --dataset image-folder',
+        input: undefined,
+      });
     }
   });
 
@@ -134,14 +167,17 @@ export function parseRunConfig(input: unknown): RunConfig {
 
 /** One line per problem, in the user's terms: the flag, what it must be, and what was given. */
 function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown option ${issue.keys.map((k) => '--' + flagName(k)).join(', ')}`;
+  if (issue.code === 'unrecognized_keys')
+    return `unknown option ${issue.keys.map((k) => '--' + flagName(k)).join(', ')}`;
   const key = issue.path.length > 0 ? String(issue.path[0]) : '';
   if (key === '') return issue.message;
   const flag = `--${flagName(key)}`;
   const got = issue.input === undefined ? '' : ` (got ${JSON.stringify(issue.input)})`;
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined ? `${flag} is required` : `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
+      return issue.input === undefined
+        ? `${flag} is required`
+        : `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
     case 'too_small':
       return issue.origin === 'string'
         ? `${flag} ${issue.message}${got}`

@@ -1,5 +1,12 @@
 // The library: everything the CLI does, callable from code.
-export { train, TrainingInterrupted, type TrainHooks, type TrainResult, type Metrics, type EpochMetrics } from './training/train.js';
+export {
+  train,
+  TrainingInterrupted,
+  type TrainHooks,
+  type TrainResult,
+  type Metrics,
+  type EpochMetrics,
+} from './training/train.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './training/evaluate-run.js';
 export type { Evaluation } from './training/evaluate.js';
 export { loadRun, type LoadedRun } from './runs/load-run.js';
@@ -12,7 +19,13 @@ export {
   type RunConfigInput,
   type ModelName,
 } from './config.js';
-export { selectBackend, probeBackends, type BackendInfo, type BackendName, type BackendReport } from './backends/select.js';
+export {
+  selectBackend,
+  probeBackends,
+  type BackendInfo,
+  type BackendName,
+  type BackendReport,
+} from './backends/select.js';
 export { buildModel } from './models/index.js';
 export type { Dataset, ImageSet } from './data/dataset.js';
 export { terminalProgress, silentProgress, type Progress, type ProgressFactory } from './reports/progress.js';

@@ -6,7 +6,18 @@ import { loadRun } from '../src/runs/load-run.js';
 import { runCli, tempFolder } from './helpers/cli.js';
 
 // Small and fast: the tutorial net on generated data.
-const QUICK = ['--dataset', 'synthetic', '--model', 'net', '--epochs', '2', '--batch-size', '32', '--learning-rate', '0.05'];
+const QUICK = [
+  '--dataset',
+  'synthetic',
+  '--model',
+  'net',
+  '--epochs',
+  '2',
+  '--batch-size',
+  '32',
+  '--learning-rate',
+  '0.05',
+];
 
 describe('image-classifier-trainer', () => {
   const cwd = tempFolder();
@@ -20,7 +31,21 @@ describe('image-classifier-trainer', () => {
   it('--help lists the flags with their defaults, and examples', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
-    for (const flag of ['--experiment-name', '--run-name', '--learning-rate', '--momentum', '--epochs', '--batch-size', '--pretrained-model', '--dataset-folder', '--device', '--config', '--seed', '--num-workers', '--validation-split']) {
+    for (const flag of [
+      '--experiment-name',
+      '--run-name',
+      '--learning-rate',
+      '--momentum',
+      '--epochs',
+      '--batch-size',
+      '--pretrained-model',
+      '--dataset-folder',
+      '--device',
+      '--config',
+      '--seed',
+      '--num-workers',
+      '--validation-split',
+    ]) {
       expect(stdout).toContain(flag);
     }
     expect(stdout).toContain('[default: 0.2]');
@@ -32,7 +57,15 @@ describe('image-classifier-trainer', () => {
     expect(first.stdout).toMatch(/backend: \w+/);
     expect(first.stdout).toMatch(/epoch 2\/2: train loss/);
     const runDir = join(experiments, 'exp', 'run-1');
-    for (const file of ['model/model.json', 'model/weights.bin', 'metrics.json', 'metrics.png', 'curves.png', 'run.json', 'train.log']) {
+    for (const file of [
+      'model/model.json',
+      'model/weights.bin',
+      'metrics.json',
+      'metrics.png',
+      'curves.png',
+      'run.json',
+      'train.log',
+    ]) {
       expect(existsSync(join(runDir, file)), file).toBe(true);
     }
     // No temporary folder is left next to the run.
@@ -64,7 +97,9 @@ describe('image-classifier-trainer', () => {
 
   it('never overwrites an existing run', async () => {
     const before = readFileSync(join(experiments, 'exp', 'run-1', 'run.json'), 'utf8');
-    const { code, stderr } = await runCli(['--experiment-name', 'exp', '--run-name', 'run-1', ...QUICK], { cwd });
+    const { code, stderr } = await runCli(['--experiment-name', 'exp', '--run-name', 'run-1', ...QUICK], {
+      cwd,
+    });
     expect(code).toBe(2);
     expect(stderr).toMatch(/already exists/);
     expect(stderr.trim().split('\n')).toHaveLength(1);
@@ -73,7 +108,21 @@ describe('image-classifier-trainer', () => {
 
   it('fine-tunes from --pretrained-model and records the parent', async () => {
     const { code, stderr } = await runCli(
-      ['--experiment-name', 'exp', '--run-name', 'ft', ...QUICK, '--epochs', '1', '--lr-schedule', 'constant', '--learning-rate', '0.005', '--pretrained-model', 'exp/run-1'],
+      [
+        '--experiment-name',
+        'exp',
+        '--run-name',
+        'ft',
+        ...QUICK,
+        '--epochs',
+        '1',
+        '--lr-schedule',
+        'constant',
+        '--learning-rate',
+        '0.005',
+        '--pretrained-model',
+        'exp/run-1',
+      ],
       { cwd },
     );
     expect(code, stderr).toBe(0);
@@ -90,12 +139,24 @@ describe('image-classifier-trainer', () => {
     ['an unknown model', ['--model', 'resnet9000'], /--model must be one of vgg, net/],
     ['a run name with /', ['--run-name', 'a/b'], /--run-name must be letters/],
     ['a run name ..', ['--run-name', '..'], /--run-name must be letters/],
-    ['a missing pretrained model', ['--pretrained-model', 'exp/nope'], /--pretrained-model exp\/nope: no model found/],
-    ['a pretrained model of another architecture', ['--pretrained-model', 'exp/run-1', '--model', 'vgg'], /is a 'net' model, but --model is 'vgg'/],
+    [
+      'a missing pretrained model',
+      ['--pretrained-model', 'exp/nope'],
+      /--pretrained-model exp\/nope: no model found/,
+    ],
+    [
+      'a pretrained model of another architecture',
+      ['--pretrained-model', 'exp/run-1', '--model', 'vgg'],
+      /is a 'net' model, but --model is 'vgg'/,
+    ],
     ['an unknown flag', ['--learnin-rate', '0.1'], /Unknown argument/i],
     ['a non-number', ['--epochs', 'many'], /--epochs must be a number/],
     ['a fractional epoch count', ['--epochs', '1.5'], /--epochs must be an integer \(got 1.5\)/],
-    ['an unknown dataset', ['--dataset', 'mnist'], /--dataset must be one of cifar10, image-folder, synthetic/],
+    [
+      'an unknown dataset',
+      ['--dataset', 'mnist'],
+      /--dataset must be one of cifar10, image-folder, synthetic/,
+    ],
     ['image-folder without a folder', ['--dataset', 'image-folder'], /--dataset-folder is required/],
     ['a missing run name', ['--run-name'], /run-name/],
   ];
@@ -112,11 +173,22 @@ describe('image-classifier-trainer', () => {
 
   it('merges --config under the flags', async () => {
     const file = join(cwd, 'base.yaml');
-    writeFileSync(file, 'experiment_name: cfg\nrun-name: from-file\ndataset: synthetic\nmodel: net\nepochs: 1\nbatchSize: 64\nseed: 3\nlearning-rate: 0.05\n');
-    const { code, stderr } = await runCli(['--config', file, '--run-name', 'from-flag', '--seed', '5'], { cwd });
+    writeFileSync(
+      file,
+      'experiment_name: cfg\nrun-name: from-file\ndataset: synthetic\nmodel: net\nepochs: 1\nbatchSize: 64\nseed: 3\nlearning-rate: 0.05\n',
+    );
+    const { code, stderr } = await runCli(['--config', file, '--run-name', 'from-flag', '--seed', '5'], {
+      cwd,
+    });
     expect(code, stderr).toBe(0);
     const run = await loadRun('cfg/from-flag', experiments);
-    expect(run.manifest.config).toMatchObject({ epochs: 1, batchSize: 64, seed: 5, model: 'net', runName: 'from-flag' });
+    expect(run.manifest.config).toMatchObject({
+      epochs: 1,
+      batchSize: 64,
+      seed: 5,
+      model: 'net',
+      runName: 'from-flag',
+    });
   });
 
   it('names the bad key of a config file', async () => {
@@ -129,7 +201,16 @@ describe('image-classifier-trainer', () => {
 
   it('says where to put CIFAR-10 when it cannot be downloaded', async () => {
     const { code, stderr } = await runCli(
-      ['--experiment-name', 'offline', '--run-name', 'r', '--data-folder', join(cwd, 'empty-cache'), '--download-url', 'http://127.0.0.1:9/cifar-10-binary.tar.gz'],
+      [
+        '--experiment-name',
+        'offline',
+        '--run-name',
+        'r',
+        '--data-folder',
+        join(cwd, 'empty-cache'),
+        '--download-url',
+        'http://127.0.0.1:9/cifar-10-binary.tar.gz',
+      ],
       { cwd },
     );
     expect(code).toBe(1);

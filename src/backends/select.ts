@@ -98,7 +98,10 @@ function smokeTest(): void {
   tf.tidy(() => {
     const x = tf.randomUniform([2, 6, 6, 3], -1, 1, 'float32', 1) as tf.Tensor4D;
     const w = tf.variable(tf.randomUniform([3, 3, 3, 4], -1, 1, 'float32', 2));
-    const grads = tf.variableGrads(() => tf.mean(tf.maxPool(tf.relu(tf.conv2d(x, w as tf.Tensor4D, 1, 'same')), 2, 2, 'valid')), [w]);
+    const grads = tf.variableGrads(
+      () => tf.mean(tf.maxPool(tf.relu(tf.conv2d(x, w as tf.Tensor4D, 1, 'same')), 2, 2, 'valid')),
+      [w],
+    );
     grads.grads[w.name]!.dataSync();
     w.dispose();
   });
@@ -137,7 +140,9 @@ export async function selectBackend(options: Pick<RunConfig, 'device' | 'backend
   if (backend !== 'auto') {
     const chosen = CANDIDATES.find((c) => c.name === backend)!;
     if (device !== 'auto' && chosen.device !== device) {
-      throw new BackendError(`--backend ${backend} runs on the ${chosen.device}, but --device ${device} was asked for`);
+      throw new BackendError(
+        `--backend ${backend} runs on the ${chosen.device}, but --device ${device} was asked for`,
+      );
     }
     candidates = [chosen];
   } else if (device !== 'auto') {
@@ -163,7 +168,12 @@ export async function probeBackends(): Promise<BackendReport[]> {
       await tryCandidate(candidate);
       reports.push({ name: candidate.name, device: candidate.device, works: true });
     } catch (error) {
-      reports.push({ name: candidate.name, device: candidate.device, works: false, reason: firstLine(error) });
+      reports.push({
+        name: candidate.name,
+        device: candidate.device,
+        works: false,
+        reason: firstLine(error),
+      });
     }
   }
   return reports;

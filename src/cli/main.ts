@@ -42,19 +42,42 @@ function trainOptions(y: Argv): Argv {
       describe: 'YAML or JSON file of options (keys as flags, kebab- or camelCase); flags override it',
       group: 'Options:',
     })
-    .example('$0 --experiment-name baseline --run-name run-1', 'Train the default model on CIFAR-10 (downloaded once)')
-    .example('$0 --experiment-name smoke --run-name s1 --dataset synthetic --epochs 2', 'Train on generated data: no download')
+    .example(
+      '$0 --experiment-name baseline --run-name run-1',
+      'Train the default model on CIFAR-10 (downloaded once)',
+    )
+    .example(
+      '$0 --experiment-name smoke --run-name s1 --dataset synthetic --epochs 2',
+      'Train on generated data: no download',
+    )
     .example(
       '$0 --experiment-name ancestor --run-name seed --model net --batch-size 4 --learning-rate 0.001 --epochs 2 --lr-schedule constant --no-nesterov --weight-decay 0 --label-smoothing 0 --no-random-flip --random-crop 0',
       "The ancestor's recipe",
     )
-    .example('$0 --experiment-name pets --run-name r1 --dataset image-folder --dataset-folder ./pets', 'Train on <folder>/<class>/*.jpg')
-    .example('$0 --experiment-name baseline --run-name ft --pretrained-model baseline/run-1 --epochs 2', 'Fine-tune from an earlier run')
+    .example(
+      '$0 --experiment-name pets --run-name r1 --dataset image-folder --dataset-folder ./pets',
+      'Train on <folder>/<class>/*.jpg',
+    )
+    .example(
+      '$0 --experiment-name baseline --run-name ft --pretrained-model baseline/run-1 --epochs 2',
+      'Fine-tune from an earlier run',
+    )
     .example('$0 --config runs/base.yaml --run-name run-2 --seed 1', 'Options from a file, some overridden');
 }
 
 function groupOf(key: string): string {
-  if (['dataset', 'datasetFolder', 'dataFolder', 'downloadUrl', 'validationSplit', 'testSplit', 'numWorkers'].includes(key)) return 'Data:';
+  if (
+    [
+      'dataset',
+      'datasetFolder',
+      'dataFolder',
+      'downloadUrl',
+      'validationSplit',
+      'testSplit',
+      'numWorkers',
+    ].includes(key)
+  )
+    return 'Data:';
   if (['model', 'pretrainedModel'].includes(key)) return 'Model:';
   if (['device', 'backend', 'experimentsFolder'].includes(key)) return 'Compute and output:';
   return 'Training:';
@@ -66,16 +89,21 @@ function readConfigFile(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(`--config ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new ConfigError(
+      `--config ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
   }
   let data: unknown;
   try {
     data = parseYaml(text);
   } catch (error) {
-    throw new ConfigError(`--config ${path}: not valid YAML or JSON (${(error as Error).message.split('\n')[0]})`);
+    throw new ConfigError(
+      `--config ${path}: not valid YAML or JSON (${(error as Error).message.split('\n')[0]})`,
+    );
   }
   if (data === null || data === undefined) return {};
-  if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`--config ${path}: must hold a mapping of options`);
+  if (typeof data !== 'object' || Array.isArray(data))
+    throw new ConfigError(`--config ${path}: must hold a mapping of options`);
   return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [keyName(k), v]));
 }
 
@@ -86,13 +114,18 @@ export function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   for (const spec of flagSpecs()) {
     const value = argv[spec.key];
     if (value === undefined) continue;
-    if (typeof value === 'number' && Number.isNaN(value)) throw new ConfigError(`--${spec.flag} must be a number`);
+    if (typeof value === 'number' && Number.isNaN(value))
+      throw new ConfigError(`--${spec.flag} must be a number`);
     fromFlags[spec.key] = value;
   }
   try {
     return parseRunConfig({ ...fromFile, ...fromFlags });
   } catch (error) {
-    if (error instanceof ConfigError && typeof argv.config === 'string' && /unknown option/.test(error.message)) {
+    if (
+      error instanceof ConfigError &&
+      typeof argv.config === 'string' &&
+      /unknown option/.test(error.message)
+    ) {
       throw new ConfigError(`--config ${argv.config}: ${error.message}`);
     }
     throw error;
@@ -143,7 +176,12 @@ export async function main(args: string[]): Promise<void> {
     .scriptName('image-classifier-trainer')
     .usage('$0 [options]: train an image classifier and write experiments/<experiment>/<run>/')
     .command('$0', 'Train a model (the default command)', trainOptions, async (argv) => runTrain(argv))
-    .command('doctor', 'List the compute backends: which load and work here, and why the others do not', {}, () => runDoctor())
+    .command(
+      'doctor',
+      'List the compute backends: which load and work here, and why the others do not',
+      {},
+      () => runDoctor(),
+    )
     .strict()
     .parserConfiguration({ 'strip-aliased': true, 'duplicate-arguments-array': false })
     .wrap(Math.min(120, process.stdout.columns ?? 100))

@@ -32,7 +32,13 @@ export async function saveModel(model: tf.LayersModel, folder: string): Promise<
       };
       await writeFile(join(folder, WEIGHTS_FILE), weights);
       await writeFile(join(folder, MODEL_FILE), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.length } };
+      return {
+        modelArtifactsInfo: {
+          dateSaved: new Date(),
+          modelTopologyType: 'JSON',
+          weightDataBytes: weights.length,
+        },
+      };
     }),
   );
 }

@@ -37,7 +37,12 @@ function render(config: ChartConfiguration, width = WIDTH, height = HEIGHT): Buf
 const titleFont = { size: 18, weight: 'bold' as const };
 
 /** metrics.png: test accuracy per class and in total, as the ancestor drew it (percent, labelled bars). */
-export function renderAccuracyChart(title: string, classNames: string[], perClass: number[], total: number): Buffer {
+export function renderAccuracyChart(
+  title: string,
+  classNames: string[],
+  perClass: number[],
+  total: number,
+): Buffer {
   const labels = [...classNames, 'total'];
   const values = [...perClass, total].map((v) => Math.round(v * 1000) / 10);
   const colours = labels.map((_, i) => (i === labels.length - 1 ? '#d62728' : '#1f77b4'));
@@ -90,7 +95,12 @@ export function renderCurves(title: string, history: CurvePoint[]): Buffer {
     data: {
       labels,
       datasets: [
-        { label: 'train loss', data: history.map((h) => h.trainLoss), borderColor: '#1f77b4', yAxisID: 'loss' },
+        {
+          label: 'train loss',
+          data: history.map((h) => h.trainLoss),
+          borderColor: '#1f77b4',
+          yAxisID: 'loss',
+        },
         {
           label: 'validation loss',
           data: history.map((h) => h.validationLoss),

@@ -38,10 +38,22 @@ export interface Manifest {
     testImages: number;
     checksums: Record<string, string>;
   };
-  preprocessing: { inputShape: [number, number, number]; scale: number; mean: number[]; std: number[]; output: 'logits' };
+  preprocessing: {
+    inputShape: [number, number, number];
+    scale: number;
+    mean: number[];
+    std: number[];
+    output: 'logits';
+  };
   pretrained: { path: string; run: string | null; weightsSha256: string } | null;
   results: { testAccuracy: number; testLoss: number; validationAccuracy: number; validationLoss: number };
-  timing: { start: string; end: string; durationSeconds: number; trainSeconds: number; imagesPerSecond: number };
+  timing: {
+    start: string;
+    end: string;
+    durationSeconds: number;
+    trainSeconds: number;
+    imagesPerSecond: number;
+  };
   /** sha256 of every file the run wrote (but this one), relative to the run folder. */
   files: Record<string, string>;
 }

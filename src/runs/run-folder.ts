@@ -22,11 +22,17 @@ export function runPath(experimentsFolder: string, experiment: string, run: stri
 export function assertRunIsNew(experimentsFolder: string, experiment: string, run: string): void {
   const path = runPath(experimentsFolder, experiment, run);
   if (existsSync(path)) {
-    throw new ConfigError(`--run-name ${run}: ${experiment}/${run} already exists in ${experimentsFolder}; runs are never overwritten, choose another name`);
+    throw new ConfigError(
+      `--run-name ${run}: ${experiment}/${run} already exists in ${experimentsFolder}; runs are never overwritten, choose another name`,
+    );
   }
 }
 
-export async function createRunFolder(experimentsFolder: string, experiment: string, run: string): Promise<RunFolder> {
+export async function createRunFolder(
+  experimentsFolder: string,
+  experiment: string,
+  run: string,
+): Promise<RunFolder> {
   assertRunIsNew(experimentsFolder, experiment, run);
   const experimentPath = resolve(experimentsFolder, experiment);
   await mkdir(experimentPath, { recursive: true });
@@ -38,7 +44,9 @@ export async function createRunFolder(experimentsFolder: string, experiment: str
 export async function commitRunFolder(folder: RunFolder): Promise<void> {
   // Another process may have finished a run of the same name meanwhile: refuse rather than merge.
   if (existsSync(folder.finalPath)) {
-    throw new ConfigError(`${folder.finalPath} appeared while training; this run was left in ${folder.tmpPath}`);
+    throw new ConfigError(
+      `${folder.finalPath} appeared while training; this run was left in ${folder.tmpPath}`,
+    );
   }
   await rename(folder.tmpPath, folder.finalPath);
 }

@@ -26,7 +26,10 @@ export interface EvaluateResult extends Evaluation {
 export async function evaluate(run: string, options: EvaluateOptions = {}): Promise<EvaluateResult> {
   const loaded = await loadRun(run, options.experimentsFolder);
   const { config, preprocessing } = loaded.manifest;
-  const backend = await selectBackend({ device: options.device ?? 'auto', backend: options.backend ?? 'auto' });
+  const backend = await selectBackend({
+    device: options.device ?? 'auto',
+    backend: options.backend ?? 'auto',
+  });
   const dataset = await loadDataset({
     dataset: options.dataset ?? config.dataset,
     datasetFolder: options.datasetFolder ?? config.datasetFolder,

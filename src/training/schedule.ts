@@ -3,9 +3,13 @@ import type { RunConfig } from '../config.js';
 
 export type Schedule = (step: number) => number;
 
-export function learningRateSchedule(config: Pick<RunConfig, 'learningRate' | 'lrSchedule' | 'warmupFraction'>, total: number): Schedule {
+export function learningRateSchedule(
+  config: Pick<RunConfig, 'learningRate' | 'lrSchedule' | 'warmupFraction'>,
+  total: number,
+): Schedule {
   const peak = config.learningRate;
-  const cosine = (from: number, to: number, t: number) => to + ((from - to) * (1 + Math.cos(Math.PI * t))) / 2;
+  const cosine = (from: number, to: number, t: number) =>
+    to + ((from - to) * (1 + Math.cos(Math.PI * t))) / 2;
   switch (config.lrSchedule) {
     case 'constant':
       return () => peak;

@@ -1,6 +1,6 @@
 // train(): one run from configuration to a complete run folder. Read it top to bottom:
 // config -> backend -> data -> model -> epochs of SGD -> test evaluation -> files -> rename into place.
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -23,7 +23,14 @@ import {
   versions,
   type Manifest,
 } from '../runs/manifest.js';
-import { abandonRunFolder, assertRunIsNew, commitRunFolder, createRunFolder, type RunFolder } from '../runs/run-folder.js';
+import { RunLog } from '../runs/run-log.js';
+import {
+  abandonRunFolder,
+  assertRunIsNew,
+  commitRunFolder,
+  createRunFolder,
+  type RunFolder,
+} from '../runs/run-folder.js';
 import { assembleBatch, channelStatistics, type Normalization } from './batches.js';
 import { evaluateModel, type Evaluation } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
@@ -72,20 +79,17 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
   const config = parseRunConfig(input);
   const progress = hooks.progress ?? silentProgress;
   const startedAt = new Date();
-  const pending: string[] = [];
-  let logFile: WriteStream | undefined;
-  const log = (line: string) => {
-    hooks.log?.(line);
-    if (logFile) logFile.write(line + '\n');
-    else pending.push(line);
-  };
+  const runLog = new RunLog(hooks.log);
+  const log = runLog.line;
 
   // Everything that can be refused is refused before any work, and before a folder exists.
   assertRunIsNew(config.experimentsFolder, config.experimentName, config.runName);
   const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
 
   const backend = await selectBackend(config);
-  log(`backend: ${backend.name} (${backend.package}, ${backend.device}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`);
+  log(
+    `backend: ${backend.name} (${backend.package}, ${backend.device}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
+  );
 
   const dataset = await loadDataset({
     dataset: config.dataset,
@@ -100,7 +104,11 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
     progress,
     log,
   });
-  const { train: trainSet, validation: validationSet } = splitValidation(dataset.train, config.validationSplit, config.seed);
+  const { train: trainSet, validation: validationSet } = splitValidation(
+    dataset.train,
+    config.validationSplit,
+    config.seed,
+  );
   const validation = validationSet ?? dataset.test;
   const numClasses = dataset.classNames.length;
   log(
@@ -117,13 +125,24 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
   }
 
   const folder = await createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
-  logFile = createWriteStream(join(folder.tmpPath, LOG_FILE));
-  for (const line of pending) logFile.write(line + '\n');
+  runLog.open(join(folder.tmpPath, LOG_FILE));
   try {
-    const history = await trainEpochs(model, config, trainSet, validation, normalization, numClasses, hooks, progress, log);
+    const history = await trainEpochs(
+      model,
+      config,
+      trainSet,
+      validation,
+      normalization,
+      numClasses,
+      hooks,
+      progress,
+      log,
+    );
     const trainSeconds = history.reduce((s, h) => s + h.seconds, 0);
     const test = evaluateModel(model, dataset.test, normalization, numClasses);
-    log(`test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`);
+    log(
+      `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`,
+    );
     const metrics: Metrics = { history, test: { ...test, classNames: dataset.classNames } };
     const manifest = await writeRun(folder, model, config, {
       backend,
@@ -136,12 +155,12 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
       trainSeconds,
       log,
     });
-    await closeStream(logFile);
+    await runLog.close();
     await commitRunFolder(folder);
     hooks.log?.(`run written to ${folder.finalPath}`);
     return { runPath: folder.finalPath, manifest, metrics };
   } catch (error) {
-    await closeStream(logFile);
+    await runLog.close();
     await abandonRunFolder(folder);
     throw error;
   } finally {
@@ -190,7 +209,17 @@ async function trainEpochs(
         const n = Math.min(batchSize, trainSet.count - step * batchSize);
         assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
         learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
-        const [loss, hits] = trainStep(model, variables, optimizer, x, y, n, numClasses, config.labelSmoothing, learningRate);
+        const [loss, hits] = trainStep(
+          model,
+          variables,
+          optimizer,
+          x,
+          y,
+          n,
+          numClasses,
+          config.labelSmoothing,
+          learningRate,
+        );
         lossSum += loss * n;
         correct += hits;
         seen += n;
@@ -260,7 +289,11 @@ function trainStep(
 }
 
 /** Holds out a seeded random `fraction` of the training images for validation. */
-function splitValidation(set: ImageSet, fraction: number, seed: number): { train: ImageSet; validation?: ImageSet } {
+function splitValidation(
+  set: ImageSet,
+  fraction: number,
+  seed: number,
+): { train: ImageSet; validation?: ImageSet } {
   const count = Math.round(set.count * fraction);
   if (count === 0) return { train: set };
   if (count >= set.count) throw new ConfigError(`--validation-split ${fraction} leaves no training images`);
@@ -278,7 +311,9 @@ function resolvePretrained(config: RunConfig): string {
   const candidates = [join(base, 'model', MODEL_FILE), join(base, MODEL_FILE), base];
   const found = candidates.find((p) => p.endsWith('.json') && existsSync(p));
   if (!found) {
-    throw new ConfigError(`--pretrained-model ${given}: no model found at ${base} (expected <experiment>/<run> under ${config.experimentsFolder})`);
+    throw new ConfigError(
+      `--pretrained-model ${given}: no model found at ${base} (expected <experiment>/<run> under ${config.experimentsFolder})`,
+    );
   }
   return found;
 }
@@ -293,24 +328,32 @@ async function loadPretrainedWeights(
   try {
     source = await loadModelFile(modelJsonPath);
   } catch (error) {
-    throw new ConfigError(`--pretrained-model ${given}: cannot load ${modelJsonPath} (${(error as Error).message.split('\n')[0]})`);
+    throw new ConfigError(
+      `--pretrained-model ${given}: cannot load ${modelJsonPath} (${(error as Error).message.split('\n')[0]})`,
+    );
   }
   try {
     if (source.name !== model.name) {
-      throw new ConfigError(`--pretrained-model ${given} is a '${source.name}' model, but --model is '${config.model}'`);
+      throw new ConfigError(
+        `--pretrained-model ${given} is a '${source.name}' model, but --model is '${config.model}'`,
+      );
     }
     const from = source.getWeights();
     const to = model.getWeights();
     const mismatch = from.length !== to.length || from.some((w, i) => w.shape.join() !== to[i]!.shape.join());
     if (mismatch) {
-      throw new ConfigError(`--pretrained-model ${given} has other layer shapes than this '${config.model}' (different number of classes?)`);
+      throw new ConfigError(
+        `--pretrained-model ${given} has other layer shapes than this '${config.model}' (different number of classes?)`,
+      );
     }
     model.setWeights(from);
   } finally {
     source.dispose();
   }
   const weightsFile = join(modelJsonPath, '..', 'weights.bin');
-  const runFolder = modelJsonPath.endsWith(join('model', MODEL_FILE)) ? resolve(modelJsonPath, '..', '..') : null;
+  const runFolder = modelJsonPath.endsWith(join('model', MODEL_FILE))
+    ? resolve(modelJsonPath, '..', '..')
+    : null;
   return {
     path: given,
     run: runFolder ? relative(resolve(config.experimentsFolder), runFolder) : null,
@@ -330,7 +373,12 @@ interface RunFacts {
   log: (line: string) => void;
 }
 
-async function writeRun(folder: RunFolder, model: tf.LayersModel, config: RunConfig, facts: RunFacts): Promise<Manifest> {
+async function writeRun(
+  folder: RunFolder,
+  model: tf.LayersModel,
+  config: RunConfig,
+  facts: RunFacts,
+): Promise<Manifest> {
   const dir = folder.tmpPath;
   const { metrics, dataset } = facts;
   const title = `${config.experimentName} / ${config.runName}`;
@@ -338,9 +386,17 @@ async function writeRun(folder: RunFolder, model: tf.LayersModel, config: RunCon
   await writeFile(join(dir, METRICS_FILE), JSON.stringify(metrics, null, 2));
   await writeFile(
     join(dir, 'metrics.png'),
-    renderAccuracyChart(`${title}: test accuracy (%)`, dataset.classNames, metrics.test.perClassAccuracy, metrics.test.accuracy),
+    renderAccuracyChart(
+      `${title}: test accuracy (%)`,
+      dataset.classNames,
+      metrics.test.perClassAccuracy,
+      metrics.test.accuracy,
+    ),
   );
-  await writeFile(join(dir, 'curves.png'), renderCurves(`${title}: loss and accuracy per epoch`, metrics.history));
+  await writeFile(
+    join(dir, 'curves.png'),
+    renderCurves(`${title}: loss and accuracy per epoch`, metrics.history),
+  );
 
   const files: Record<string, string> = {};
   for (const name of ['model/model.json', 'model/weights.bin', METRICS_FILE, 'metrics.png', 'curves.png']) {
@@ -390,11 +446,4 @@ async function writeRun(folder: RunFolder, model: tf.LayersModel, config: RunCon
   await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   facts.log(`wrote model/, metrics.json, metrics.png, curves.png, run.json, ${LOG_FILE}`);
   return manifest;
-}
-
-function closeStream(stream: WriteStream): Promise<void> {
-  return new Promise((resolveClose) => {
-    if (stream.closed) resolveClose();
-    else stream.end(() => resolveClose());
-  });
 }

@@ -1,0 +1,67 @@
+// The library as a user imports it: train, loadRun, evaluate, and what they return.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  evaluate,
+  loadRun,
+  train,
+  TrainingInterrupted,
+  type RunConfigInput,
+} from '../src/index.js';
+import { tempFolder } from './helpers/cli.js';
+
+const quick = (experimentsFolder: string, runName: string): RunConfigInput => ({
+  experimentName: 'lib',
+  runName,
+  experimentsFolder,
+  dataset: 'synthetic',
+  model: 'net',
+  epochs: 1,
+  batchSize: 32,
+  learningRate: 0.05,
+});
+
+describe('library', () => {
+  const experiments = join(tempFolder(), 'experiments');
+
+  it('train() returns the run, and loadRun/evaluate read it back', async () => {
+    const lines: string[] = [];
+    const result = await train(quick(experiments, 'a'), { log: (l) => lines.push(l) });
+    expect(result.runPath).toBe(join(experiments, 'lib', 'a'));
+    expect(result.metrics.history).toHaveLength(1);
+    expect(result.manifest.config.momentum).toBe(0.9); // schema default filled in
+    expect(lines.some((l) => l.startsWith('backend: '))).toBe(true);
+
+    const run = await loadRun('lib/a', experiments);
+    expect(run.manifest.results.testAccuracy).toBe(result.metrics.test.accuracy);
+    const evaluation = await evaluate('lib/a', { experimentsFolder: experiments });
+    // Same model, same test split: the same numbers as at the end of training.
+    expect(evaluation.accuracy).toBe(result.metrics.test.accuracy);
+    expect(evaluation.confusion.flat().reduce((a, b) => a + b, 0)).toBe(evaluation.count);
+  });
+
+  it('rejects bad options with a ConfigError naming the option', async () => {
+    await expect(train({ ...quick(experiments, 'b'), batchSize: 0 })).rejects.toThrow(ConfigError);
+    await expect(train({ ...quick(experiments, 'b'), batchSize: 0 })).rejects.toThrow(
+      /--batch-size must be >= 1/,
+    );
+    expect(existsSync(join(experiments, 'lib', 'b'))).toBe(false);
+  });
+
+  it('an aborted run leaves no folder behind', async () => {
+    const controller = new AbortController();
+    const promise = train(
+      { ...quick(experiments, 'aborted'), epochs: 3 },
+      {
+        log: (line) => {
+          if (line.startsWith('epoch 1/3')) controller.abort();
+        },
+        signal: controller.signal,
+      },
+    );
+    await expect(promise).rejects.toThrow(TrainingInterrupted);
+    expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('aborted'))).toEqual([]);
+  });
+});
