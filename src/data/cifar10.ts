@@ -381,9 +381,10 @@ function isUnsafeEntryPath(p: string): boolean {
   return p.split(/[\\/]+/).some((part) => part === '..');
 }
 
-/** Extracts a .tar.gz into `into`, accepting only plain files and folders with relative paths
- * inside it; throws (after extracting nothing more) on anything else. */
-export async function extractTarGzSafely(archive: string, into: string): Promise<void> {
+/** Extracts a .tar.gz into `into`, writing only plain files and folders with relative paths
+ * inside it; anything else is skipped and then reported by throwing, so the caller discards the
+ * whole extraction. `label` names the archive in that error. */
+export async function extractTarGzSafely(archive: string, into: string, label = path.basename(archive)): Promise<void> {
   const problems: string[] = [];
   await tar.x({
     file: archive,
@@ -391,7 +392,7 @@ export async function extractTarGzSafely(archive: string, into: string): Promise
     strict: true,
     preservePaths: false,
     filter: (entryPath, entry) => {
-      const type = 'type' in entry ? entry.type : 'File';
+      const type = 'type' in entry ? String(entry.type) : 'unknown';
       if (isUnsafeEntryPath(entryPath)) {
         problems.push(`${entryPath} (path outside the target folder)`);
         return false;
@@ -405,7 +406,8 @@ export async function extractTarGzSafely(archive: string, into: string): Promise
   });
   if (problems.length > 0) {
     const shown = problems.slice(0, 3).join(', ');
-    throw new Error(`Refusing archive ${path.basename(archive)}: unsafe entries ${shown}${problems.length > 3 ? ', ...' : ''}`);
+    const more = problems.length > 3 ? `, and ${problems.length - 3} more` : '';
+    throw new Error(`Refusing to extract ${label}: unsafe entries ${shown}${more}`);
   }
 }
 
@@ -425,7 +427,7 @@ export async function downloadCifar10(options: DownloadCifar10Options): Promise<
     }
     log('Download verified (MD5); extracting');
     await mkdir(extractDir);
-    await extractTarGzSafely(archive, extractDir);
+    await extractTarGzSafely(archive, extractDir, `the archive from ${url}`);
     for (const [sub, format] of [
       ['cifar-10-batches-bin', 'binary'],
       ['cifar-10-batches-py', 'python'],

@@ -91,7 +91,8 @@ async function promisePool(count: number, concurrency: number, task: (index: num
   const worker = async () => {
     while (next < count) await task(next++);
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, worker));
+  const workers = Number.isFinite(concurrency) && concurrency >= 1 ? Math.floor(concurrency) : 1;
+  await Promise.all(Array.from({ length: Math.min(workers, count) }, worker));
 }
 
 /** Lists one split's images (class order, then file name order), counting skipped non-images. */
@@ -262,11 +263,12 @@ async function decodeAll(
 
 /** Holds out `fraction` of each class (seeded shuffle) as the test split; both keep file order. */
 function splitByClass(set: ImageSet, numClasses: number, fraction: number, seed: number): { train: ImageSet; test: ImageSet } {
-  const random = new Random(seed);
+  // A derived seed, so this split does not mirror a validation split drawn with the plain seed.
+  const random = new Random(seed ^ 0x7e57);
   const isTest = new Uint8Array(set.count);
-  for (let c = 0; c < numClasses; c++) {
-    const members: number[] = [];
-    for (let i = 0; i < set.count; i++) if (set.labels[i] === c) members.push(i);
+  const byClass = Array.from({ length: numClasses }, () => [] as number[]);
+  for (let i = 0; i < set.count; i++) byClass[set.labels[i]!]!.push(i);
+  for (const members of byClass) {
     random.shuffle(members);
     const take = Math.round(members.length * fraction);
     for (let k = 0; k < take; k++) isTest[members[k]!] = 1;

@@ -39,21 +39,32 @@ export class PickleCall {
 /** A dict; keys are kept as pickled (bytes, str, int, ...). */
 export class PickleDict {
   readonly entries: Array<[PickleValue, PickleValue]> = [];
+  /** Entry index by key, for the key types that compare by value in Python. */
+  private readonly index = new Map<string, number>();
 
   set(key: PickleValue, value: PickleValue): void {
-    const i = this.entries.findIndex(([k]) => sameKey(k, key));
-    if (i >= 0) this.entries[i] = [key, value];
-    else this.entries.push([key, value]);
+    const id = keyId(key);
+    const at = id === undefined ? undefined : this.index.get(id);
+    if (at !== undefined) {
+      this.entries[at] = [key, value];
+      return;
+    }
+    if (id !== undefined) this.index.set(id, this.entries.length);
+    this.entries.push([key, value]);
   }
 
   /** Looks a key up by its text, matching str keys and bytes keys (b'data' as 'data') alike. */
   get(key: string): PickleValue | undefined {
-    for (const [k, v] of this.entries) {
-      if (typeof k === 'string' && k === key) return v;
-      if (k instanceof Uint8Array && latin1(k) === key) return v;
-    }
-    return undefined;
+    const at = this.index.get(`s:${key}`) ?? this.index.get(`b:${key}`);
+    return at === undefined ? undefined : this.entries[at]![1];
   }
+}
+
+function keyId(key: PickleValue): string | undefined {
+  if (typeof key === 'string') return `s:${key}`;
+  if (key instanceof Uint8Array) return `b:${latin1(key)}`;
+  if (typeof key === 'number' || typeof key === 'bigint') return `n:${key}`;
+  return undefined;
 }
 
 export class NumpyDtype {
@@ -76,11 +87,6 @@ export class NumpyArray {
 
 function latin1(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-}
-
-function sameKey(a: PickleValue, b: PickleValue): boolean {
-  if (a instanceof Uint8Array && b instanceof Uint8Array) return Buffer.compare(a, b) === 0;
-  return (typeof a === 'string' || typeof a === 'number' || typeof a === 'bigint') && a === b;
 }
 
 const MARK = Symbol('mark');
