@@ -3,7 +3,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadRun } from '../src/runs/load-run.js';
-import { runCli, tempFolder } from './helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { CLI, runCli, tempFolder } from './helpers/cli.js';
 
 // Small and fast: the tutorial net on generated data.
 const QUICK = [
@@ -50,6 +51,14 @@ describe('image-classifier-trainer', () => {
     }
     expect(stdout).toContain('[default: 0.2]');
     expect(stdout).toContain('Examples:');
+  });
+
+  it('doctor lists the backends and which one auto picks', async () => {
+    const { code, stdout } = await runCli(['doctor']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^wasm +cpu +works$/m);
+    expect(stdout).toMatch(/^tensorflow +cpu +(works|unavailable: .+)$/m);
+    expect(stdout).toMatch(/--device auto uses: \w+/);
   });
 
   it('trains on synthetic data and writes a complete run', async () => {
@@ -218,5 +227,26 @@ describe('image-classifier-trainer', () => {
     expect(stderr).toMatch(/--dataset synthetic/);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(existsSync(join(experiments, 'offline'))).toBe(false);
+  });
+
+  it('Ctrl-C stops the run, says so, exits 130 and leaves no folder', async () => {
+    const child = spawn(
+      process.execPath,
+      [CLI, '--experiment-name', 'sig', '--run-name', 'r', ...QUICK, '--epochs', '20'],
+      {
+        cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('epoch 1/20:')) child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted in epoch 2; no run was written/);
+    expect(existsSync(join(experiments, 'sig'))).toBe(true);
+    expect(readdirSync(join(experiments, 'sig'))).toEqual([]);
   });
 });

@@ -112,6 +112,9 @@ export class BackendError extends Error {
 }
 
 async function tryCandidate(candidate: Candidate): Promise<BackendInfo> {
+  // PROD silences tfjs's console banners (e.g. the cpu backend's "install tfjs-node" advice): we say
+  // which backend runs, and `doctor` says why others do not.
+  tf.env().set('PROD', true);
   const loaded = await candidate.load();
   const ok = await tf.setBackend(candidate.name);
   if (!ok) throw new Error(`tfjs could not initialise the '${candidate.name}' backend`);

@@ -160,10 +160,13 @@ async function runTrain(argv: Record<string, unknown>): Promise<void> {
 
 async function runDoctor(): Promise<void> {
   console.log(`node ${process.version}, ${process.platform} ${process.arch}`);
-  for (const report of await probeBackends()) {
+  const reports = await probeBackends();
+  for (const report of reports) {
     const state = report.works ? 'works' : `unavailable: ${report.reason}`;
     console.log(`${report.name.padEnd(15)} ${report.device}  ${state}`);
   }
+  // Candidates are probed in auto's order of preference, so the first that works is auto's pick.
+  console.log(`--device auto uses: ${reports.find((r) => r.works)?.name ?? 'nothing (no backend works)'}`);
 }
 
 function fail(message: string, code: number): never {
