@@ -46,10 +46,9 @@ export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): P
     let nextQuarter = 1;
     return {
       update(done, fields) {
-        while (total > 0 && done >= (total * nextQuarter) / 4 && nextQuarter <= 4) {
-          stream.write(`${label}: ${done}/${total} ${unit} ${formatFields(fields)}\n`);
-          nextQuarter++;
-        }
+        if (nextQuarter > 4 || total <= 0 || done < (total * nextQuarter) / 4) return;
+        stream.write(`${label}: ${done}/${total} ${unit} ${formatFields(fields)}\n`);
+        while (nextQuarter <= 4 && done >= (total * nextQuarter) / 4) nextQuarter++;
       },
       stop() {},
     };
