@@ -1,10 +1,11 @@
 // Conv2D gradients on wasm (with our kernels) against the cpu backend.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
 
-function randomArray(n: number, seed: number): Float32Array {
-  // mulberry32: small, seeded, identical on every run.
+/** Seeded uniform values in [-0.5, 0.5) (mulberry32): identical on every run. */
+function randomArray(n: number, seed: number, scale = 1, offset = 0): Float32Array {
   let s = seed >>> 0;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -12,9 +13,25 @@ function randomArray(n: number, seed: number): Float32Array {
     let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5) * scale + offset;
   }
   return out;
+}
+
+/** Max abs difference, relative to the reference's largest magnitude, below tol. */
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = 1e-4): void {
+  expect(actual.length, what).toBe(expected.length);
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(tol);
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
 }
 
 interface Case {
@@ -55,27 +72,23 @@ async function convGrads(backend: string, tc: Case): Promise<Grads> {
   return out;
 }
 
-function expectClose(actual: Float32Array, expected: Float32Array, what: string): void {
-  expect(actual.length, what).toBe(expected.length);
-  let scale = 0;
-  for (const v of expected) scale = Math.max(scale, Math.abs(v));
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  }
-  // Relative to the largest magnitude: sums of many terms, float32 on both sides.
-  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(1e-4);
-}
-
 const cases: Case[] = [];
 for (const k of [3, 5]) {
   for (const stride of [1, 2]) {
     for (const pad of ['same', 'valid'] as const) {
       cases.push({ n: 3, h: 7, w: 9, c: 3, f: 4, k, stride, pad });
       cases.push({ n: 3, h: 9, w: 7, c: 5, f: 6, k, stride, pad });
+      // The SIMD filter-gradient loop's register tiles: 4 channels when
+      // C % 4 == 0, else 1; 8 filters (F padded up to a multiple of 8).
+      cases.push({ n: 3, h: 7, w: 9, c: 4, f: 8, k, stride, pad });
+      cases.push({ n: 2, h: 7, w: 9, c: 3, f: 8, k, stride, pad });
+      cases.push({ n: 2, h: 9, w: 7, c: 8, f: 16, k, stride, pad });
     }
   }
 }
+// Batches larger than the filter gradient's image chunks (4), split unevenly.
+cases.push({ n: 5, h: 6, w: 5, c: 8, f: 8, k: 3, stride: 1, pad: 'same' });
+cases.push({ n: 7, h: 6, w: 5, c: 4, f: 16, k: 3, stride: 2, pad: 'valid' });
 // Explicit numeric padding (tfjs accepts a number for conv2d).
 cases.push({ n: 2, h: 8, w: 6, c: 3, f: 2, k: 3, stride: 1, pad: 1 });
 cases.push({ n: 2, h: 8, w: 7, c: 3, f: 2, k: 3, stride: 2, pad: 2 });
@@ -94,9 +107,24 @@ describe('wasm Conv2D gradients', () => {
     const name = `${tc.n}x${tc.h}x${tc.w}x${tc.c} k${tc.k} f${tc.f} s${tc.stride} ${tc.pad}`;
     it(name, async () => {
       const ref = await convGrads('cpu', tc);
-      const got = await convGrads('wasm', tc);
-      expectClose(got.dw, ref.dw, 'dW');
-      expectClose(got.dx, ref.dx, 'dx');
+      const saved = { ...convGradTuning };
+      try {
+        // Every form of the filter gradient: XNNPACK in one call, XNNPACK
+        // split by dy row, and our SIMD loop (where the channels allow).
+        const forms = [
+          { rowsThresholdBytes: Infinity, simdFilterGrad: false },
+          { rowsThresholdBytes: 0, simdFilterGrad: false },
+          { rowsThresholdBytes: Infinity, simdFilterGrad: true },
+        ];
+        for (const form of forms) {
+          Object.assign(convGradTuning, form);
+          const got = await convGrads('wasm', tc);
+          expectClose(got.dw, ref.dw, `dW ${JSON.stringify(form)}`);
+          expectClose(got.dx, ref.dx, 'dx');
+        }
+      } finally {
+        Object.assign(convGradTuning, saved);
+      }
     });
   }
 
@@ -104,7 +132,7 @@ describe('wasm Conv2D gradients', () => {
     const tc: Case = { n: 4, h: 12, w: 12, c: 8, f: 16, k: 3, stride: 1, pad: 'same' };
     const a = await convGrads('wasm', tc);
     const b = await convGrads('wasm', tc);
-    expect(Buffer.from(a.dw.buffer).equals(Buffer.from(b.dw.buffer))).toBe(true);
-    expect(Buffer.from(a.dx.buffer).equals(Buffer.from(b.dx.buffer))).toBe(true);
+    expect(sameBits(a.dw, b.dw)).toBe(true);
+    expect(sameBits(a.dx, b.dx)).toBe(true);
   });
 });

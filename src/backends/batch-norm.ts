@@ -59,9 +59,13 @@ export function batchNormTraining(
     let mean: tf.Tensor;
     let variance: tf.Tensor;
     if (fused) {
-      [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x: xi, gamma: gi, beta: bi }, {
-        epsilon,
-      }) as tf.Tensor[] as [tf.Tensor, tf.Tensor, tf.Tensor];
+      [y, mean, variance] = tf.engine().runKernel(
+        BATCH_NORM_TRAIN,
+        { x: xi, gamma: gi, beta: bi },
+        {
+          epsilon,
+        },
+      ) as tf.Tensor[] as [tf.Tensor, tf.Tensor, tf.Tensor];
     } else {
       mean = tf.mean(xi, axes);
       variance = tf.mean(tf.squaredDifference(xi, mean), axes);
@@ -77,11 +81,13 @@ export function batchNormTraining(
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
         const [sx, sg, sm, sv] = saved as [tf.Tensor, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
         if (fused) {
-          return tf.engine().runKernel(
-            BATCH_NORM_TRAIN_GRAD,
-            { dy, x: sx, gamma: sg, mean: sm, variance: sv },
-            { epsilon },
-          ) as tf.Tensor[];
+          return tf
+            .engine()
+            .runKernel(
+              BATCH_NORM_TRAIN_GRAD,
+              { dy, x: sx, gamma: sg, mean: sm, variance: sv },
+              { epsilon },
+            ) as tf.Tensor[];
         }
         const m = sx.size / sx.shape[sx.rank - 1]!;
         const invStd = tf.rsqrt(tf.add(sv, epsilon));

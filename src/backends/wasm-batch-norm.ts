@@ -2,9 +2,20 @@
 // They work directly on the tensors' memory on the wasm heap with per-channel
 // float64 accumulators in a fixed order (deterministic, and no materialised
 // broadcasts: the stock gradient of moments + batchNorm Tiles the per-channel
-// statistics to the full activation size and runs several big Sums).
+// statistics to the full activation size and runs several big Sums). The
+// full-size passes run as WebAssembly SIMD loops (./wasm-simd-kernels.ts)
+// when the channel count is a multiple of 4, else as JS loops.
 import * as tf from '@tensorflow/tfjs';
-import { allocF32, asWasmBackend, f32View } from './wasm-internals.js';
+import {
+  allocF32,
+  asWasmBackend,
+  f32View,
+  freeTemp,
+  heapMemory,
+  heapOffset,
+  type WasmBackend,
+} from './wasm-internals.js';
+import { simdKernels, type SimdKernels } from './wasm-simd-kernels.js';
 
 /** Forward: inputs {x, gamma, beta}, attrs {epsilon} -> [y, mean, variance]. */
 export const BATCH_NORM_TRAIN = 'ImageClassifierBatchNormTrain';
@@ -39,7 +50,53 @@ function moments(xs: Float32Array, rows: number, c: number): { mean: Float64Arra
   return { mean, variance };
 }
 
-function batchNormTrain(params: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown }): tf.TensorInfo[] {
+/** SIMD kernels for this backend when they apply to `c` channels. */
+function simdFor(backend: WasmBackend, c: number): SimdKernels | null {
+  return c % 4 === 0 ? simdKernels(heapMemory(backend)) : null;
+}
+
+/** Per-channel float64 sums from a SIMD kernel: runs `fill` on zeroed heap accumulators. */
+function heapSums(
+  backend: WasmBackend,
+  c: number,
+  fill: (first: number, second: number) => void,
+): [Float64Array, Float64Array] {
+  // float32 tensors of 2c elements: 8 bytes per float64 accumulator.
+  const first = allocF32(backend, [2 * c]);
+  const second = allocF32(backend, [2 * c]);
+  try {
+    f32View(backend, first).fill(0);
+    f32View(backend, second).fill(0);
+    fill(heapOffset(backend, first), heapOffset(backend, second));
+    const a = f32View(backend, first);
+    const b = f32View(backend, second);
+    // Copy out: views on the heap go stale when it grows.
+    return [
+      new Float64Array(a.buffer, a.byteOffset, c).slice(),
+      new Float64Array(b.buffer, b.byteOffset, c).slice(),
+    ];
+  } finally {
+    freeTemp(backend, first);
+    freeTemp(backend, second);
+  }
+}
+
+/** Writes per-channel float32 vectors to temporary heap tensors, runs `use`, frees them. */
+function withHeapVectors(backend: WasmBackend, vectors: Float32Array[], use: (ptrs: number[]) => void): void {
+  const temps = vectors.map((v) => allocF32(backend, [v.length]));
+  try {
+    temps.forEach((t, i) => f32View(backend, t).set(vectors[i]!));
+    use(temps.map((t) => heapOffset(backend, t)));
+  } finally {
+    for (const t of temps) freeTemp(backend, t);
+  }
+}
+
+function batchNormTrain(params: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: unknown;
+}): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { x, gamma, beta } = params.inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
   // Cast: tfjs passes attrs as a generic map; these are the attrs we set.
@@ -48,13 +105,29 @@ function batchNormTrain(params: { inputs: tf.NamedTensorInfoMap; backend: unknow
   const y = allocF32(backend, x.shape);
   const meanOut = allocF32(backend, [c]);
   const varOut = allocF32(backend, [c]);
-  const xs = f32View(backend, x);
-  const ys = f32View(backend, y);
+  const simd = simdFor(backend, c);
+
+  let mean: Float64Array;
+  let variance: Float64Array;
+  if (simd !== null) {
+    // One pass: float64 sums of x and x^2 (exact products of float32 values);
+    // the E[x^2] - E[x]^2 cancellation only matters for |mean| > ~1e6 std.
+    const [sum, sumSq] = heapSums(backend, c, (s1, s2) =>
+      simd.bnStats(heapOffset(backend, x), rows, c, s1, s2),
+    );
+    mean = new Float64Array(c);
+    variance = new Float64Array(c);
+    for (let j = 0; j < c; j++) {
+      const m = rows > 0 ? sum[j]! / rows : 0;
+      mean[j] = m;
+      variance[j] = rows > 0 ? Math.max(0, sumSq[j]! / rows - m * m) : 0;
+    }
+  } else {
+    ({ mean, variance } = moments(f32View(backend, x), rows, c));
+  }
+  // y = x * scale + shift, with per-channel coefficients in float32.
   const g = f32View(backend, gamma);
   const b = f32View(backend, beta);
-  const { mean, variance } = moments(xs, rows, c);
-  // y = x * scale + shift, with the per-channel coefficients in float32 (the
-  // arithmetic tfjs does element-wise as well).
   const scale = new Float32Array(c);
   const shift = new Float32Array(c);
   for (let j = 0; j < c; j++) {
@@ -62,8 +135,16 @@ function batchNormTrain(params: { inputs: tf.NamedTensorInfoMap; backend: unknow
     scale[j] = s;
     shift[j] = b[j]! - mean[j]! * s;
   }
-  for (let r = 0, i = 0; r < rows; r++) {
-    for (let j = 0; j < c; j++, i++) ys[i] = xs[i]! * scale[j]! + shift[j]!;
+  if (simd !== null) {
+    withHeapVectors(backend, [scale, shift], ([sp, hp]) =>
+      simd.bnApply(heapOffset(backend, x), heapOffset(backend, y), rows, c, sp!, hp!),
+    );
+  } else {
+    const xs = f32View(backend, x);
+    const ys = f32View(backend, y);
+    for (let r = 0, i = 0; r < rows; r++) {
+      for (let j = 0; j < c; j++, i++) ys[i] = xs[i]! * scale[j]! + shift[j]!;
+    }
   }
   f32View(backend, meanOut).set(mean);
   f32View(backend, varOut).set(variance);
@@ -89,23 +170,40 @@ function batchNormTrainGrad(params: {
   const dx = allocF32(backend, x.shape);
   const dgammaOut = allocF32(backend, [c]);
   const dbetaOut = allocF32(backend, [c]);
-  const xs = f32View(backend, x);
-  const dys = f32View(backend, dy);
-  const dxs = f32View(backend, dx);
-  const g = f32View(backend, gamma);
-  const mu = f32View(backend, mean);
-  const v = f32View(backend, variance);
+  const simd = simdFor(backend, c);
 
+  const g = Float32Array.from(f32View(backend, gamma));
+  const mu = Float32Array.from(f32View(backend, mean));
+  const v = f32View(backend, variance);
   const invStd = new Float64Array(c);
   for (let j = 0; j < c; j++) invStd[j] = 1 / Math.sqrt(v[j]! + epsilon);
+
   // sum(dy) and sum(dy * (x - mean)) per channel.
-  const sumDy = new Float64Array(c);
-  const sumDyXc = new Float64Array(c);
-  for (let r = 0, i = 0; r < rows; r++) {
-    for (let j = 0; j < c; j++, i++) {
-      const d = dys[i]!;
-      sumDy[j]! += d;
-      sumDyXc[j]! += d * (xs[i]! - mu[j]!);
+  let sumDy: Float64Array;
+  let sumDyXc: Float64Array;
+  if (simd !== null) {
+    [sumDy, sumDyXc] = heapSums(backend, c, (s1, s2) =>
+      simd.bnGradStats(
+        heapOffset(backend, dy),
+        heapOffset(backend, x),
+        heapOffset(backend, mean),
+        rows,
+        c,
+        s1,
+        s2,
+      ),
+    );
+  } else {
+    sumDy = new Float64Array(c);
+    sumDyXc = new Float64Array(c);
+    const xs = f32View(backend, x);
+    const dys = f32View(backend, dy);
+    for (let r = 0, i = 0; r < rows; r++) {
+      for (let j = 0; j < c; j++, i++) {
+        const d = dys[i]!;
+        sumDy[j]! += d;
+        sumDyXc[j]! += d * (xs[i]! - mu[j]!);
+      }
     }
   }
   // dx = gamma*invStd * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M), rewritten
@@ -114,21 +212,41 @@ function batchNormTrainGrad(params: {
   const a = new Float32Array(c);
   const bCoef = new Float32Array(c);
   const d = new Float32Array(c);
-  const dgamma = f32View(backend, dgammaOut);
-  const dbeta = f32View(backend, dbetaOut);
+  const dgamma = new Float32Array(c);
+  const dbeta = new Float32Array(c);
   for (let j = 0; j < c; j++) {
     const is = invStd[j]!;
     const aj = g[j]! * is;
-    const bj = rows > 0 ? (-aj * sumDyXc[j]! * is * is) / rows : 0;
     a[j] = aj;
-    bCoef[j] = bj;
+    bCoef[j] = rows > 0 ? (-aj * sumDyXc[j]! * is * is) / rows : 0;
     d[j] = rows > 0 ? (-aj * sumDy[j]!) / rows : 0;
     dgamma[j] = sumDyXc[j]! * is;
     dbeta[j] = sumDy[j]!;
   }
-  for (let r = 0, i = 0; r < rows; r++) {
-    for (let j = 0; j < c; j++, i++) dxs[i] = a[j]! * dys[i]! + bCoef[j]! * (xs[i]! - mu[j]!) + d[j]!;
+  if (simd !== null) {
+    withHeapVectors(backend, [a, bCoef, d], ([ap, bp, dp]) =>
+      simd.bnGradApply(
+        heapOffset(backend, dy),
+        heapOffset(backend, x),
+        heapOffset(backend, dx),
+        rows,
+        c,
+        ap!,
+        bp!,
+        heapOffset(backend, mean),
+        dp!,
+      ),
+    );
+  } else {
+    const xs = f32View(backend, x);
+    const dys = f32View(backend, dy);
+    const dxs = f32View(backend, dx);
+    for (let r = 0, i = 0; r < rows; r++) {
+      for (let j = 0; j < c; j++, i++) dxs[i] = a[j]! * dys[i]! + bCoef[j]! * (xs[i]! - mu[j]!) + d[j]!;
+    }
   }
+  f32View(backend, dgammaOut).set(dgamma);
+  f32View(backend, dbetaOut).set(dbeta);
   return [dx, dgammaOut, dbetaOut];
 }
 

@@ -4,6 +4,14 @@
 // use here and cast to it once, in this file.
 import * as tf from '@tensorflow/tfjs';
 
+/**
+ * A WebAssembly.Memory. Our tsconfig's libs (ES2022, no DOM) do not declare
+ * the WebAssembly namespace, so we name the little we use ourselves.
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+
 /** What the wasm backend keeps per tensor (its `dataIdMap` values). */
 interface WasmTensorData {
   /** Id that the C++ side knows the tensor by. */
@@ -16,6 +24,10 @@ interface WasmTensorData {
 
 /** The Emscripten module behind the backend (the parts we touch). */
 interface WasmModule {
+  /** The instance's exports; `memory` is the heap (single-threaded builds). */
+  asm?: { memory?: WasmMemory };
+  /** The heap of a threaded build (imported, not exported; see wasm-threads.ts). */
+  wasmMemory?: WasmMemory;
   HEAPF32: Float32Array;
   HEAP32: Int32Array;
   cwrap(name: string, returnType: null | 'number', argTypes: string[]): (...args: number[]) => unknown;
@@ -27,6 +39,7 @@ export interface WasmBackend {
   dataIdMap: { get(dataId: object): WasmTensorData | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  incRef(dataId: object): void;
 }
 
 /** Kernel functions receive the backend as `KernelBackend`; view it as wasm. */
@@ -59,9 +72,35 @@ export function wasmId(backend: WasmBackend, t: tf.TensorInfo): number {
 export function f32View(backend: WasmBackend, t: tf.TensorInfo): Float32Array {
   const data = tensorData(backend, t);
   const size = t.shape.reduce((a, b) => a * b, 1);
-  const heap = backend.wasm.HEAPF32;
+  // The memory's current buffer rather than the module's HEAPF32: with the
+  // threaded build a worker thread can grow the heap, and the main thread's
+  // HEAP views are only refreshed lazily.
+  const memory = heapMemory(backend);
+  if (memory !== undefined) return new Float32Array(memory.buffer, data.memoryOffset, size);
   const start = data.memoryOffset >>> 2;
-  return heap.subarray(start, start + size);
+  return backend.wasm.HEAPF32.subarray(start, start + size);
+}
+
+/** Byte offset of a tensor's data on the heap (a pointer for wasm code). */
+export function heapOffset(backend: WasmBackend, t: tf.TensorInfo): number {
+  return tensorData(backend, t).memoryOffset;
+}
+
+/** The backend's heap as a WebAssembly.Memory (for our own wasm modules). */
+export function heapMemory(backend: WasmBackend): WasmMemory | undefined {
+  return backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
+}
+
+/** A typed view of a tensor's data (float32, int32 or bool) on the heap; see f32View. */
+export function dataView(backend: WasmBackend, t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array {
+  const data = tensorData(backend, t);
+  const size = t.shape.reduce((a, b) => a * b, 1);
+  const memory = heapMemory(backend);
+  const buffer = memory !== undefined ? memory.buffer : backend.wasm.HEAPF32.buffer;
+  if (t.dtype === 'float32') return new Float32Array(buffer, data.memoryOffset, size);
+  if (t.dtype === 'int32') return new Int32Array(buffer, data.memoryOffset, size);
+  if (t.dtype === 'bool') return new Uint8Array(buffer, data.memoryOffset, size);
+  throw new Error(`image-classifier: no heap view for ${t.dtype}`);
 }
 
 /** Allocate an uninitialised float32 tensor on the heap. */
@@ -113,4 +152,25 @@ export function wasmConv2D(backend: WasmBackend): Conv2DFn {
     conv2dFns.set(backend.wasm, fn);
   }
   return fn;
+}
+
+/**
+ * Calls a stock kernel we replaced, for the cases we hand back to it. The
+ * engine runs a kernel's setup only for kernels registered when the backend
+ * initialises, and ours may have displaced the stock one before that, so run
+ * its setup here, once per backend instance.
+ */
+export function stockCaller(
+  config: tf.KernelConfig | undefined,
+  kernelName: string,
+): (params: Parameters<tf.KernelFunc>[0]) => ReturnType<tf.KernelFunc> {
+  const setUp = new WeakSet<object>();
+  return (params) => {
+    if (config === undefined) throw new Error(`image-classifier: no stock wasm ${kernelName} for this case`);
+    if (!setUp.has(params.backend)) {
+      config.setupFunc?.(params.backend);
+      setUp.add(params.backend);
+    }
+    return config.kernelFunc(params);
+  };
 }

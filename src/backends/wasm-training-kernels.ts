@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
+import { batchMatMulConfig, equalConfig, identityConfig, maxPoolGradConfig } from './wasm-misc-kernels.js';
 
 const BACKEND = 'wasm';
 
@@ -55,21 +56,28 @@ function restore(kernelName: string): void {
 
 /**
  * Registers our training kernels for the 'wasm' backend:
- * - Conv2DBackpropFilter (missing from tfjs-backend-wasm) and
- *   Conv2DBackpropInput (stock one is scalar loops), both as XNNPACK forward
- *   convolutions; NHWC, any stride, 'same' / 'valid' / explicit padding,
- *   dilation 1 (tfjs's conv2d gradient supports no other).
+ * - Conv2DBackpropFilter (missing from tfjs-backend-wasm): a WebAssembly SIMD
+ *   loop of ours; Conv2DBackpropInput (stock one is scalar loops): an XNNPACK
+ *   forward convolution. NHWC, any stride, 'same' / 'valid' / explicit
+ *   padding, dilation 1 (tfjs's conv2d gradient supports no other).
+ * - MaxPoolGrad (SIMD, first maximum wins), Identity (no copy),
+ *   BatchMatMul with transposes (XNNPACK instead of scalar loops) and Equal
+ *   with a broadcast operand (contiguous runs instead of per-element indices).
  * - The fused training batch-norm kernels used by `batchNormTraining` /
  *   `BatchNormNHWC` (src/backends/batch-norm.ts).
  *
  * Idempotent; may be called before or after `tf.setBackend('wasm')` (none of
- * our kernels needs a setup step).
+ * our kernels needs a setup step). `options.keepStock` is for comparisons.
  */
 export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions = {}): void {
   const keep = new Set(options.keepStock ?? []);
   const kernels: Array<[string, () => tf.KernelConfig]> = [
     [tf.Conv2DBackpropFilter, conv2DBackpropFilterConfig],
     [tf.Conv2DBackpropInput, () => conv2DBackpropInputConfig(stockKernel(tf.Conv2DBackpropInput))],
+    [tf.MaxPoolGrad, maxPoolGradConfig],
+    [tf.Identity, () => identityConfig(stockKernel(tf.Identity))],
+    [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
+    [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
     ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
   ];
   for (const [name, make] of kernels) {

@@ -79,7 +79,7 @@ function groupOf(key: string): string {
   )
     return 'Data:';
   if (['model', 'pretrainedModel'].includes(key)) return 'Model:';
-  if (['device', 'backend', 'experimentsFolder'].includes(key)) return 'Compute and output:';
+  if (['device', 'backend', 'threads', 'experimentsFolder'].includes(key)) return 'Compute and output:';
   return 'Training:';
 }
 

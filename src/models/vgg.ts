@@ -3,6 +3,7 @@
 // the PyTorch reference's `vgg`, so throughput and accuracy compare like for like. BatchNorm lets
 // it train at a high learning rate: the fast recipe reaches ~80% on CIFAR-10 in a few epochs.
 import * as tf from '@tensorflow/tfjs';
+import { BatchNormNHWC } from '../backends/batch-norm.js';
 import { layerSeeds, torchBiasInit, torchWeightInit } from './init.js';
 import type { ModelSpec } from './spec.js';
 
@@ -23,7 +24,9 @@ export function buildVgg({ inputShape, numClasses, seed }: ModelSpec): tf.Layers
       }),
     );
     // PyTorch's BatchNorm2d: momentum 0.1 for the new batch == 0.9 for the running value here.
-    model.add(tf.layers.batchNormalization({ axis: -1, momentum: 0.9, epsilon: 1e-5 }));
+    // BatchNormNHWC trains with per-channel reductions instead of tfjs's broadcasts (~30x less time
+    // in the BatchNorm gradient) and saves as a stock BatchNormalization layer.
+    model.add(new BatchNormNHWC({ axis: -1, momentum: 0.9, epsilon: 1e-5 }));
     model.add(tf.layers.reLU());
     if (i % 2 === 1) model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
   });

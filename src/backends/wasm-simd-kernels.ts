@@ -1,0 +1,582 @@
+// Small WebAssembly SIMD loops that run directly on the tfjs wasm backend's
+// heap (they import its memory), for the element-wise and per-channel work of
+// batch norm. Plain JS loops over the heap ran 4-8x slower; these are built at
+// run time with ./wasm-asm.ts. All loops run in a fixed order, so results are
+// bit-identical run to run.
+//
+// Pointers are byte offsets into the heap; `c` (channels) must be a multiple
+// of 4; accumulators are float64, two per 16 bytes.
+import {
+  addTo,
+  op,
+  buildModule,
+  f32Add,
+  f32Load,
+  f32Store,
+  i32Load,
+  f32x4Add,
+  f32x4Gt,
+  i32x4Add,
+  i32x4ExtractLane,
+  i32x4Splat,
+  ifThen,
+  v128Bitselect,
+  v128Const,
+  f32x4Mul,
+  f32x4Splat,
+  f32x4Sub,
+  f64x2Add,
+  f64x2Mul,
+  f64x2PromoteLow,
+  get,
+  i32,
+  loop,
+  set,
+  splatLane,
+  swapHalves,
+  v128Load,
+  v128Store,
+  type Code,
+  type FuncDef,
+} from './wasm-asm.js';
+import type { WasmMemory } from './wasm-internals.js';
+
+/** The parts of the global WebAssembly API we use (not in our tsconfig libs). */
+interface WebAssemblyApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: unknown };
+}
+// Cast: Node always provides WebAssembly; only its typings are missing here.
+const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+
+export interface SimdKernels {
+  /** sum[j] += x[r, j]; sumSq[j] += x[r, j]^2 over rows r (float64 accumulators). */
+  bnStats(x: number, rows: number, c: number, sum: number, sumSq: number): void;
+  /** y[r, j] = x[r, j] * scale[j] + shift[j]. */
+  bnApply(x: number, y: number, rows: number, c: number, scale: number, shift: number): void;
+  /** sumDy[j] += dy; sumDyXc[j] += dy * (x - mean[j]) (float64 accumulators). */
+  bnGradStats(
+    dy: number,
+    x: number,
+    mean: number,
+    rows: number,
+    c: number,
+    sumDy: number,
+    sumDyXc: number,
+  ): void;
+  /** dx = a[j] * dy + b[j] * (x - mean[j]) + d[j]. */
+  bnGradApply(
+    dy: number,
+    x: number,
+    dx: number,
+    rows: number,
+    c: number,
+    a: number,
+    b: number,
+    mean: number,
+    d: number,
+  ): void;
+  /** See maxPoolGradWindow below. */
+  maxPoolGradWindow(
+    x: number,
+    dy: number,
+    delta: number,
+    rows: number,
+    cols: number,
+    c: number,
+    rowStride: number,
+    pixStride: number,
+  ): void;
+  convFilterGrad4: ConvFilterGrad;
+  convFilterGrad1: ConvFilterGrad;
+}
+
+/** See convFilterGrad below; all arguments are numbers (pointers are heap byte offsets). */
+type ConvFilterGrad = (
+  x: number,
+  dy: number,
+  dw: number,
+  table: number,
+  N: number,
+  H: number,
+  W: number,
+  C: number,
+  OH: number,
+  OW: number,
+  F: number,
+  KH: number,
+  KW: number,
+  sH: number,
+  pT: number,
+  fBegin: number,
+  fEnd: number,
+  xStride: number,
+) => void;
+
+/** f64 accumulator at `ptr` (+0: lanes 0-1, +16: lanes 2-3) += promoted `v`. */
+function accumulate(ptr: number, v: number): Code {
+  return [
+    [get(ptr), get(ptr), v128Load(0), get(v), f64x2PromoteLow, f64x2Add, v128Store(0)],
+    [get(ptr), get(ptr), v128Load(16), swapHalves(v), f64x2PromoteLow, f64x2Add, v128Store(16)],
+  ];
+}
+
+function bnStats(): FuncDef {
+  // params: x 0, rows 1, c 2, sum 3, sumSq 4
+  const [x, rows, c, sum, sq] = [0, 1, 2, 3, 4];
+  const [r, j, xp, ap, qp, v, v2] = [5, 6, 7, 8, 9, 10, 11];
+  return {
+    name: 'bnStats',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'v128', 'v128'],
+    body: [
+      get(x),
+      set(xp),
+      loop(r, rows, 1, [
+        i32(0),
+        set(j),
+        get(sum),
+        set(ap),
+        get(sq),
+        set(qp),
+        loop(j, c, 4, [
+          get(xp),
+          v128Load(0),
+          set(v),
+          // Squares in float32 would round; promote first, then square.
+          accumulate(ap, v),
+          [
+            get(qp),
+            get(qp),
+            v128Load(0),
+            get(v),
+            f64x2PromoteLow,
+            get(v),
+            f64x2PromoteLow,
+            f64x2Mul,
+            f64x2Add,
+          ],
+          v128Store(0),
+          swapHalves(v),
+          set(v2),
+          [
+            get(qp),
+            get(qp),
+            v128Load(16),
+            get(v2),
+            f64x2PromoteLow,
+            get(v2),
+            f64x2PromoteLow,
+            f64x2Mul,
+            f64x2Add,
+          ],
+          v128Store(16),
+          addTo(xp, i32(16)),
+          addTo(ap, i32(32)),
+          addTo(qp, i32(32)),
+        ]),
+      ]),
+    ],
+  };
+}
+
+function bnApply(): FuncDef {
+  const [x, y, rows, c, scale, shift] = [0, 1, 2, 3, 4, 5];
+  const [r, j, xp, yp, sp, hp] = [6, 7, 8, 9, 10, 11];
+  return {
+    name: 'bnApply',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    body: [
+      get(x),
+      set(xp),
+      get(y),
+      set(yp),
+      loop(r, rows, 1, [
+        i32(0),
+        set(j),
+        get(scale),
+        set(sp),
+        get(shift),
+        set(hp),
+        loop(j, c, 4, [
+          get(yp),
+          [get(xp), v128Load(0), get(sp), v128Load(0), f32x4Mul, get(hp), v128Load(0), f32x4Add],
+          v128Store(0),
+          addTo(xp, i32(16)),
+          addTo(yp, i32(16)),
+          addTo(sp, i32(16)),
+          addTo(hp, i32(16)),
+        ]),
+      ]),
+    ],
+  };
+}
+
+function bnGradStats(): FuncDef {
+  const [dy, x, mean, rows, c, sumDy, sumDyXc] = [0, 1, 2, 3, 4, 5, 6];
+  const [r, j, dp, xp, mp, ap, bp, d, p] = [7, 8, 9, 10, 11, 12, 13, 14, 15];
+  return {
+    name: 'bnGradStats',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'v128', 'v128'],
+    body: [
+      get(dy),
+      set(dp),
+      get(x),
+      set(xp),
+      loop(r, rows, 1, [
+        i32(0),
+        set(j),
+        get(mean),
+        set(mp),
+        get(sumDy),
+        set(ap),
+        get(sumDyXc),
+        set(bp),
+        loop(j, c, 4, [
+          get(dp),
+          v128Load(0),
+          set(d),
+          [get(d), get(xp), v128Load(0), get(mp), v128Load(0), f32x4Sub, f32x4Mul],
+          set(p),
+          accumulate(ap, d),
+          accumulate(bp, p),
+          addTo(dp, i32(16)),
+          addTo(xp, i32(16)),
+          addTo(mp, i32(16)),
+          addTo(ap, i32(32)),
+          addTo(bp, i32(32)),
+        ]),
+      ]),
+    ],
+  };
+}
+
+function bnGradApply(): FuncDef {
+  const [dy, x, dx, rows, c, a, b, mean, d] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [r, j, dyp, xp, dxp, ap, bp, mp, dp] = [9, 10, 11, 12, 13, 14, 15, 16, 17];
+  return {
+    name: 'bnGradApply',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    body: [
+      get(dy),
+      set(dyp),
+      get(x),
+      set(xp),
+      get(dx),
+      set(dxp),
+      loop(r, rows, 1, [
+        i32(0),
+        set(j),
+        get(a),
+        set(ap),
+        get(b),
+        set(bp),
+        get(mean),
+        set(mp),
+        get(d),
+        set(dp),
+        loop(j, c, 4, [
+          get(dxp),
+          [get(ap), v128Load(0), get(dyp), v128Load(0), f32x4Mul],
+          [get(bp), v128Load(0), get(xp), v128Load(0), get(mp), v128Load(0), f32x4Sub, f32x4Mul],
+          f32x4Add,
+          [get(dp), v128Load(0), f32x4Add],
+          v128Store(0),
+          addTo(dyp, i32(16)),
+          addTo(xp, i32(16)),
+          addTo(dxp, i32(16)),
+          addTo(ap, i32(16)),
+          addTo(bp, i32(16)),
+          addTo(mp, i32(16)),
+          addTo(dp, i32(16)),
+        ]),
+      ]),
+    ],
+  };
+}
+
+/**
+ * Conv2D filter gradient over whole images: dw[kh, kw, c, f] += sum over
+ * images, output rows and valid output columns of x[pixel][c] * dy[pixel][f],
+ * for filters f in [fBegin, fEnd) only.
+ * `table` holds three i32 per kernel column: byte offsets of its first x
+ * pixel within an x row and first dy pixel within a dy row, and its pixel
+ * count. x pixels are `xStride` bytes apart (the conv stride). Layouts: x
+ * NHWC, dy [N, OH, OW, F], dw HWIO. Register tiles of `rows` channels (4:
+ * C % 4 == 0; 1: any C) x 8 filters (F % 8 == 0).
+ */
+function convFilterGrad(rows: 1 | 4): FuncDef {
+  const P = {
+    x: 0,
+    dy: 1,
+    dw: 2,
+    table: 3,
+    N: 4,
+    H: 5,
+    W: 6,
+    C: 7,
+    OH: 8,
+    OW: 9,
+    F: 10,
+    KH: 11,
+    KW: 12,
+    sH: 13,
+    pT: 14,
+    fBegin: 15,
+    fEnd: 16,
+    xStride: 17,
+  };
+  const L = {
+    n: 18,
+    oh: 19,
+    kh: 20,
+    ih: 21,
+    xRow: 22,
+    dyRow: 23,
+    t: 24,
+    tp: 25,
+    xBase: 26,
+    dyBase: 27,
+    dwBase: 28,
+    count: 29,
+    c0: 30,
+    f0: 31,
+    p: 32,
+    xp: 33,
+    dp: 34,
+    wp: 35,
+    rowBytes: 36,
+    tapBytes: 37,
+    xv: 38,
+    d0: 39,
+    d1: 40,
+    s: 41,
+  };
+  const i32Locals = 20; // n .. tapBytes
+  // acc[2r + h]: channel row r, filter half h (4 filters each).
+  const acc = Array.from({ length: 2 * rows }, (_, i) => 42 + i);
+  const accAddr = (r: number): Code => [get(L.wp), get(L.rowBytes), i32(r), op.i32Mul, op.i32Add];
+  const loadAcc = acc.map((a, i) => [accAddr(i >> 1), v128Load((i & 1) * 16), set(a)]);
+  const storeAcc = acc.map((a, i) => [accAddr(i >> 1), get(a), v128Store((i & 1) * 16)]);
+  const fma = (r: number): Code => [
+    rows === 4 ? splatLane(L.xv, r) : get(L.xv),
+    set(L.s),
+    [get(acc[2 * r]!), get(L.s), get(L.d0), f32x4Mul, f32x4Add, set(acc[2 * r]!)],
+    [get(acc[2 * r + 1]!), get(L.s), get(L.d1), f32x4Mul, f32x4Add, set(acc[2 * r + 1]!)],
+  ];
+  const mul = (...terms: Code[]): Code => [terms[0]!, ...terms.slice(1).map((t) => [t, op.i32Mul])];
+  const tileLoops: Code = [
+    i32(0),
+    set(L.c0),
+    loop(L.c0, P.C, rows, [
+      get(P.fBegin),
+      set(L.f0),
+      loop(L.f0, P.fEnd, 8, [
+        // wp = dwBase + (c0 * F + f0) * 4
+        [
+          get(L.dwBase),
+          mul(get(L.c0), get(P.F)),
+          get(L.f0),
+          op.i32Add,
+          i32(4),
+          op.i32Mul,
+          op.i32Add,
+          set(L.wp),
+        ],
+        loadAcc,
+        [get(L.xBase), get(L.c0), i32(4), op.i32Mul, op.i32Add, set(L.xp)],
+        [get(L.dyBase), get(L.f0), i32(4), op.i32Mul, op.i32Add, set(L.dp)],
+        i32(0),
+        set(L.p),
+        loop(L.p, L.count, 1, [
+          // 4 channels as a vector, or 1 channel splatted to all lanes.
+          [get(L.xp), rows === 4 ? v128Load(0) : [f32Load(0), f32x4Splat], set(L.xv)],
+          [get(L.dp), v128Load(0), set(L.d0)],
+          [get(L.dp), v128Load(16), set(L.d1)],
+          Array.from({ length: rows }, (_, r) => fma(r)),
+          addTo(L.xp, get(P.xStride)),
+          addTo(L.dp, get(L.rowBytes)),
+        ]),
+        storeAcc,
+      ]),
+    ]),
+  ];
+  return {
+    name: `convFilterGrad${rows}`,
+    params: Array.from({ length: 18 }, () => 'i32' as const),
+    locals: [
+      ...Array.from({ length: i32Locals }, () => 'i32' as const),
+      ...(['v128', 'v128', 'v128', 'v128'] as const),
+      ...acc.map(() => 'v128' as const),
+    ],
+    body: [
+      [get(P.F), i32(4), op.i32Mul, set(L.rowBytes)],
+      [mul(get(P.C), get(P.F), i32(4)), set(L.tapBytes)],
+      i32(0),
+      set(L.n),
+      loop(L.n, P.N, 1, [
+        i32(0),
+        set(L.oh),
+        loop(L.oh, P.OH, 1, [
+          // dyRow = dy + ((n * OH + oh) * OW * F) * 4
+          [
+            get(P.dy),
+            mul([mul(get(L.n), get(P.OH)), get(L.oh), op.i32Add], get(P.OW), get(L.rowBytes)),
+            op.i32Add,
+          ],
+          set(L.dyRow),
+          i32(0),
+          set(L.kh),
+          loop(L.kh, P.KH, 1, [
+            // ih = oh * sH + kh - pT; rows outside x (padding) contribute nothing.
+            [mul(get(L.oh), get(P.sH)), get(L.kh), op.i32Add, get(P.pT), op.i32Sub, set(L.ih)],
+            ifThen(
+              [get(L.ih), get(P.H), op.i32LtU],
+              [
+                // xRow = x + ((n * H + ih) * W * C) * 4
+                [get(P.x), mul([mul(get(L.n), get(P.H)), get(L.ih), op.i32Add], get(P.W), get(P.C), i32(4))],
+                op.i32Add,
+                set(L.xRow),
+                // dwBase = dw + kh * KW * C * F * 4
+                [get(P.dw), mul(get(L.kh), get(P.KW), get(L.tapBytes)), op.i32Add, set(L.dwBase)],
+                [get(P.table), set(L.tp)],
+                i32(0),
+                set(L.t),
+                loop(L.t, P.KW, 1, [
+                  [get(L.xRow), get(L.tp), i32Load(0), op.i32Add, set(L.xBase)],
+                  [get(L.dyRow), get(L.tp), i32Load(4), op.i32Add, set(L.dyBase)],
+                  [get(L.tp), i32Load(8), set(L.count)],
+                  ifThen([get(L.count), i32(0), op.i32Ne], tileLoops),
+                  addTo(L.tp, i32(12)),
+                  addTo(L.dwBase, get(L.tapBytes)),
+                ]),
+              ],
+            ),
+          ]),
+        ]),
+      ]),
+    ],
+  };
+}
+
+/** Little-endian bytes of four float32 or int32 lanes. */
+function lanes(values: number[], kind: 'f32' | 'i32'): number[] {
+  const buf = Buffer.alloc(16);
+  values.forEach((v, i) => (kind === 'f32' ? buf.writeFloatLE(v, 4 * i) : buf.writeInt32LE(v, 4 * i)));
+  return [...buf];
+}
+
+/**
+ * Max-pool gradient for one pooling window: for each channel, finds the first
+ * maximum of x over the window (rows x cols pixels from xBase, rows
+ * `rowStride` and pixels `pixStride` bytes apart) and adds dy[c] (dyBase) to
+ * dx at the same place (dx address = x address + delta). C % 4 == 0.
+ */
+function maxPoolGradWindow(): FuncDef {
+  const [xBase, dyBase, delta, rows, cols, C, rowStride, pixStride] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [cb, cEnd, r, q, rowPtr, pp, addr, best, pos, v, m] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
+  const scatter = (lane: number): Code => [
+    ifThen(
+      [get(pos), i32x4ExtractLane(lane), i32(-1), op.i32Ne],
+      [
+        [get(pos), i32x4ExtractLane(lane), get(delta), op.i32Add, set(addr)],
+        get(addr),
+        [get(addr), f32Load(0), get(dyBase), get(cb), op.i32Add, f32Load(4 * lane), f32Add],
+        f32Store(0),
+      ],
+    ),
+  ];
+  return {
+    name: 'maxPoolGradWindow',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'v128', 'v128', 'v128', 'v128'],
+    body: [
+      [get(C), i32(4), op.i32Mul, set(cEnd)],
+      loop(cb, cEnd, 16, [
+        [v128Const(lanes([-Infinity, -Infinity, -Infinity, -Infinity], 'f32')), set(best)],
+        [v128Const(lanes([-1, -1, -1, -1], 'i32')), set(pos)],
+        [get(xBase), get(cb), op.i32Add, set(rowPtr)],
+        i32(0),
+        set(r),
+        loop(r, rows, 1, [
+          [get(rowPtr), set(pp)],
+          i32(0),
+          set(q),
+          loop(q, cols, 1, [
+            [get(pp), v128Load(0), set(v)],
+            // Strictly greater: the first maximum wins (as on the cpu backend).
+            [get(v), get(best), f32x4Gt, set(m)],
+            [get(v), get(best), get(m), v128Bitselect, set(best)],
+            [
+              get(pp),
+              i32x4Splat,
+              v128Const(lanes([0, 4, 8, 12], 'i32')),
+              i32x4Add,
+              get(pos),
+              get(m),
+              v128Bitselect,
+            ],
+            set(pos),
+            addTo(pp, get(pixStride)),
+          ]),
+          addTo(rowPtr, get(rowStride)),
+        ]),
+        scatter(0),
+        scatter(1),
+        scatter(2),
+        scatter(3),
+      ]),
+    ],
+  };
+}
+
+/** Compiled modules: for a plain and for a shared (threaded build) memory. */
+const compiled = new Map<boolean, object | null>();
+const instances = new WeakMap<WasmMemory, SimdKernels>();
+
+/**
+ * Our kernels as a compiled WebAssembly.Module, importing a plain or a shared
+ * memory; null where WebAssembly SIMD is not available.
+ */
+export function simdModule(sharedMemory: boolean): object | null {
+  let mod = compiled.get(sharedMemory);
+  if (mod === undefined) {
+    const bytes = buildModule(
+      [
+        bnStats(),
+        bnApply(),
+        bnGradStats(),
+        bnGradApply(),
+        convFilterGrad(4),
+        convFilterGrad(1),
+        maxPoolGradWindow(),
+      ],
+      sharedMemory,
+    );
+    mod = WA.validate(bytes) ? new WA.Module(bytes) : null;
+    compiled.set(sharedMemory, mod);
+  }
+  return mod;
+}
+
+/**
+ * The kernels bound to `memory`, or null where WebAssembly SIMD is not
+ * available (callers then use their plain JS loops).
+ */
+export function simdKernels(memory: WasmMemory | undefined): SimdKernels | null {
+  if (memory === undefined) return null;
+  let k = instances.get(memory);
+  if (k !== undefined) return k;
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  const mod = simdModule(shared);
+  if (mod === null) return null;
+  const instance = new WA.Instance(mod, { env: { memory } });
+  // Cast: the exports are the functions defined above.
+  k = instance.exports as unknown as SimdKernels;
+  instances.set(memory, k);
+  return k;
+}

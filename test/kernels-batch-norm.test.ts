@@ -1,0 +1,274 @@
+// Training-mode batch norm (batchNormTraining / BatchNormNHWC) against the
+// stock tfjs formulation (moments + batchNorm) on the cpu backend.
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  BatchNormNHWC,
+  batchNormTraining,
+  useBatchNormNHWCForLoadedModels,
+} from '../src/backends/batch-norm.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+
+/** Seeded uniform values in [-0.5, 0.5) * scale + offset (mulberry32). */
+function randomArray(n: number, seed: number, scale = 1, offset = 0): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5) * scale + offset;
+  }
+  return out;
+}
+
+/** Max abs difference, relative to the reference's largest magnitude, below tol. */
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = 1e-4): void {
+  expect(actual.length, what).toBe(expected.length);
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(tol);
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
+}
+
+const SHAPE = [3, 7, 9, 5];
+const C = SHAPE[3]!;
+const EPS = 1e-3;
+
+interface Result {
+  y: Float32Array;
+  mean: Float32Array;
+  variance: Float32Array;
+  dx: Float32Array;
+  dgamma: Float32Array;
+  dbeta: Float32Array;
+}
+
+type Impl = 'stock' | 'ours';
+
+async function runBatchNorm(backend: string, impl: Impl, shape = SHAPE): Promise<Result> {
+  await tf.setBackend(backend);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const c = shape[shape.length - 1]!;
+  // Non-zero mean per channel, so centring matters.
+  const xs = randomArray(size, 11, 4, 1.5);
+  const out = tf.tidy(() => {
+    const x = tf.tensor(xs, shape);
+    const gamma = tf.tensor1d(randomArray(c, 12, 1, 1));
+    const beta = tf.tensor1d(randomArray(c, 13));
+    const pattern = tf.tensor(randomArray(size, 14), shape);
+    const forward = (
+      xi: tf.Tensor,
+      gi: tf.Tensor,
+      bi: tf.Tensor,
+    ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } => {
+      if (impl === 'ours') return batchNormTraining(xi, gi as tf.Tensor1D, bi as tf.Tensor1D, EPS);
+      const axes = shape.slice(0, -1).map((_, i) => i);
+      const { mean, variance } = tf.moments(xi, axes);
+      return {
+        y: tf.batchNorm(xi, mean, variance, bi as tf.Tensor1D, gi as tf.Tensor1D, EPS),
+        mean,
+        variance,
+      };
+    };
+    const { y, mean, variance } = forward(x, gamma, beta);
+    const grads = tf.grads((xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+      tf.sum(tf.mul(forward(xi, gi, bi).y, pattern)),
+    )([x, gamma, beta]);
+    return [y, mean, variance, ...grads];
+  });
+  const data = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(out);
+  const [y, mean, variance, dx, dgamma, dbeta] = data as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
+  return { y, mean, variance, dx, dgamma, dbeta };
+}
+
+function compare(got: Result, ref: Result): void {
+  expectClose(got.y, ref.y, 'y');
+  expectClose(got.mean, ref.mean, 'mean');
+  expectClose(got.variance, ref.variance, 'variance');
+  expectClose(got.dx, ref.dx, 'dx');
+  expectClose(got.dgamma, ref.dgamma, 'dgamma');
+  expectClose(got.dbeta, ref.dbeta, 'dbeta');
+}
+
+describe('batchNormTraining', () => {
+  let ref: Result;
+  beforeAll(async () => {
+    registerWasmTrainingKernels();
+    ref = await runBatchNorm('cpu', 'stock');
+  });
+
+  it('matches moments + batchNorm on cpu (tf-op fallback path)', async () => {
+    compare(await runBatchNorm('cpu', 'ours'), ref);
+  });
+
+  it('matches on wasm with the fused kernels (JS loops: channels not a multiple of 4)', async () => {
+    compare(await runBatchNorm('wasm', 'ours'), ref);
+  });
+
+  it('matches on wasm with the fused kernels (SIMD loops: channels a multiple of 4)', async () => {
+    const shape = [3, 7, 9, 12];
+    compare(await runBatchNorm('wasm', 'ours', shape), await runBatchNorm('cpu', 'stock', shape));
+  });
+
+  it('matches on a rank-2 input (dense layers)', async () => {
+    const shape = [6, 4];
+    compare(await runBatchNorm('wasm', 'ours', shape), await runBatchNorm('cpu', 'stock', shape));
+  });
+
+  it('is deterministic on wasm', async () => {
+    for (const shape of [SHAPE, [4, 5, 6, 8]]) {
+      const a = await runBatchNorm('wasm', 'ours', shape);
+      const b = await runBatchNorm('wasm', 'ours', shape);
+      for (const k of ['y', 'dx', 'dgamma', 'dbeta'] as const) expect(sameBits(a[k], b[k]), k).toBe(true);
+    }
+  });
+});
+
+describe('BatchNormNHWC layer', () => {
+  function build(layer: tf.layers.Layer): tf.Sequential {
+    const model = tf.sequential();
+    model.add(
+      tf.layers.conv2d({ inputShape: [7, 9, 3], filters: C, kernelSize: 3, padding: 'same', useBias: false }),
+    );
+    model.add(layer);
+    return model;
+  }
+
+  it('trains like tf.layers.batchNormalization and saves as one', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor(randomArray(3 * 7 * 9 * 3, 21, 2), [3, 7, 9, 3]);
+    const stock = build(tf.layers.batchNormalization({ momentum: 0.9 }));
+    const ours = build(new BatchNormNHWC({ momentum: 0.9 }));
+    ours.setWeights(stock.getWeights());
+
+    // One training-mode forward each: same outputs, same moving statistics.
+    const yStock = stock.apply(x, { training: true }) as tf.Tensor;
+    const yOurs = ours.apply(x, { training: true }) as tf.Tensor;
+    expectClose(await yOurs.data(), await yStock.data(), 'training output');
+    const wStock = stock.getWeights();
+    const wOurs = ours.getWeights();
+    expect(wOurs.map((w) => w.shape)).toEqual(wStock.map((w) => w.shape));
+    for (let i = 0; i < wStock.length; i++)
+      expectClose(await wOurs[i]!.data(), await wStock[i]!.data(), `weight ${i}`);
+    expect(ours.layers[1]!.weights.map((w) => w.name.split('/').pop())).toEqual([
+      'gamma',
+      'beta',
+      'moving_mean',
+      'moving_variance',
+    ]);
+    expectClose(
+      await (ours.predict(x) as tf.Tensor).data(),
+      await (stock.predict(x) as tf.Tensor).data(),
+      'inference output',
+    );
+
+    // The saved topology names the stock class, so a program without our
+    // code loads it as tf.layers' BatchNormalization.
+    let artifacts: tf.io.ModelArtifacts | undefined;
+    await ours.save(
+      tf.io.withSaveHandler(async (a) => {
+        artifacts = a;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
+    expect(JSON.stringify(artifacts!.modelTopology)).toContain('"class_name":"BatchNormalization"');
+    expect(JSON.stringify(artifacts!.modelTopology)).not.toContain('BatchNormNHWC');
+    const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
+    expect(loaded.layers[1]!.getClassName()).toBe('BatchNormalization');
+    expect(loaded.layers[1]).not.toBeInstanceOf(BatchNormNHWC);
+    expectClose(
+      await (loaded.predict(x) as tf.Tensor).data(),
+      await (ours.predict(x) as tf.Tensor).data(),
+      'loaded model output',
+    );
+
+    // Opt-in: loaded models get our layer (e.g. to resume training).
+    useBatchNormNHWCForLoadedModels();
+    const loaded2 = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
+    expect(loaded2.layers[1]).toBeInstanceOf(BatchNormNHWC);
+    expect(loaded2.layers[1]!.getClassName()).toBe('BatchNormalization');
+  });
+
+  it('gives the same gradients as the stock layer inside a model', async () => {
+    const grads = async (backend: string, useOurs: boolean): Promise<Float32Array[]> => {
+      await tf.setBackend(backend);
+      const model = build(useOurs ? new BatchNormNHWC() : tf.layers.batchNormalization());
+      model.setWeights(
+        model.getWeights().map((w, i) => tf.tensor(randomArray(w.size, 30 + i, 1, i === 1 ? 1 : 0), w.shape)),
+      );
+      const x = tf.tensor(randomArray(3 * 7 * 9 * 3, 22, 2), [3, 7, 9, 3]);
+      const pattern = tf.tensor(randomArray(3 * 7 * 9 * C, 23), [3, 7, 9, C]);
+      const { grads: g } = tf.variableGrads(
+        () => tf.sum(tf.mul(model.apply(x, { training: true }) as tf.Tensor, pattern)) as tf.Scalar,
+        model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val),
+      );
+      return Promise.all(Object.values(g).map((t) => t.data() as Promise<Float32Array>));
+    };
+    const ref = await grads('cpu', false);
+    const got = await grads('wasm', true);
+    expect(got.length).toBe(ref.length);
+    for (let i = 0; i < ref.length; i++) expectClose(got[i]!, ref[i]!, `grad ${i}`);
+  });
+});
+
+describe('training with our kernels', () => {
+  it('is bit-for-bit reproducible (conv, BatchNormNHWC, relu, pools, dense)', async () => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('wasm');
+    const train = async (): Promise<Float32Array[]> => {
+      const model = tf.sequential();
+      model.add(
+        tf.layers.conv2d({
+          inputShape: [12, 12, 3],
+          filters: 8,
+          kernelSize: 3,
+          padding: 'same',
+          useBias: false,
+        }),
+      );
+      model.add(new BatchNormNHWC());
+      model.add(tf.layers.reLU());
+      model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      model.add(tf.layers.conv2d({ filters: 16, kernelSize: 3, padding: 'valid', activation: 'relu' }));
+      model.add(tf.layers.globalMaxPooling2d({}));
+      model.add(tf.layers.dense({ units: 5 }));
+      model.setWeights(
+        model.getWeights().map((w, i) => tf.tensor(randomArray(w.size, 40 + i, 0.5), w.shape)),
+      );
+      const x = tf.tensor(randomArray(6 * 12 * 12 * 3, 50, 2), [6, 12, 12, 3]);
+      const y = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 0], 'int32'), 5);
+      const optimizer = tf.train.momentum(0.05, 0.9);
+      for (let step = 0; step < 3; step++) {
+        optimizer.minimize(() =>
+          tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor),
+        );
+      }
+      const weights = await Promise.all(model.getWeights().map((w) => w.data() as Promise<Float32Array>));
+      tf.dispose([x, y]);
+      model.dispose();
+      optimizer.dispose();
+      return weights;
+    };
+    const a = await train();
+    const b = await train();
+    expect(a.length).toBe(b.length);
+    a.forEach((w, i) => expect(sameBits(w, b[i]!), `weight ${i}`).toBe(true));
+  });
+});
