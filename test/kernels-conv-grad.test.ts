@@ -3,36 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-
-/** Seeded uniform values in [-0.5, 0.5) (mulberry32): identical on every run. */
-function randomArray(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5) * scale + offset;
-  }
-  return out;
-}
-
-/** Max abs difference, relative to the reference's largest magnitude, below tol. */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = 1e-4): void {
-  expect(actual.length, what).toBe(expected.length);
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(tol);
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
+import { randomArray, expectClose, sameBits } from './helpers/numeric.js';
 
 interface Case {
   n: number;

@@ -7,20 +7,7 @@ import { BatchNormNHWC } from '../src/backends/batch-norm.js';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
 import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-
-/** Seeded uniform values in [-0.5, 0.5) * scale (mulberry32). */
-function randomArray(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5) * scale;
-  }
-  return out;
-}
+import { randomArray } from './helpers/numeric.js';
 
 /** Gradients of a conv + BatchNormNHWC + relu + pool + dense model, on the current backend. */
 async function modelGrads(): Promise<Float32Array[]> {
