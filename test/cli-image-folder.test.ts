@@ -7,7 +7,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadRun } from '../src/runs/load-run.js';
 import { runCli, tempFolder } from './helpers/cli.js';
 
-const CLASSES: Record<string, [number, number, number]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [40, 40, 230] };
+const CLASSES: Record<string, [number, number, number]> = {
+  red: [220, 30, 30],
+  green: [30, 200, 40],
+  blue: [40, 40, 230],
+};
 
 async function makeFolder(root: string, perClass: number): Promise<void> {
   for (const [name, [r, g, b]] of Object.entries(CLASSES)) {
@@ -16,7 +20,9 @@ async function makeFolder(root: string, perClass: number): Promise<void> {
       // Different sizes on purpose: the trainer resizes to the model's 32x32 input.
       const size = 20 + (i % 3) * 10;
       const shade = (i * 7) % 40;
-      await sharp({ create: { width: size, height: size, channels: 3, background: { r: r - shade, g: g - shade, b } } })
+      await sharp({
+        create: { width: size, height: size, channels: 3, background: { r: r - shade, g: g - shade, b } },
+      })
         .jpeg()
         .toFile(join(root, name, `${i}.jpg`));
     }
@@ -29,8 +35,20 @@ describe('image-classifier-trainer --dataset image-folder', () => {
   beforeAll(async () => makeFolder(images, 30));
 
   it('trains on <root>/<class>/* with a held-out test split', async () => {
-    const args = ['--experiment-name', 'colours', '--run-name', 'r1', '--dataset', 'image-folder', '--dataset-folder', images];
-    const { code, stdout, stderr } = await runCli([...args, '--model', 'net', '--epochs', '3', '--batch-size', '16', '--learning-rate', '0.05'], { cwd });
+    const args = [
+      '--experiment-name',
+      'colours',
+      '--run-name',
+      'r1',
+      '--dataset',
+      'image-folder',
+      '--dataset-folder',
+      images,
+    ];
+    const { code, stdout, stderr } = await runCli(
+      [...args, '--model', 'net', '--epochs', '3', '--batch-size', '16', '--learning-rate', '0.05'],
+      { cwd },
+    );
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/data: image-folder/);
     const run = await loadRun('colours/r1', join(cwd, 'experiments'));
@@ -44,13 +62,26 @@ describe('image-classifier-trainer --dataset image-folder', () => {
     const broken = join(cwd, 'broken');
     await makeFolder(broken, 4);
     await writeFile(join(broken, 'red', 'not-an-image.jpg'), 'this is text');
-    const args = ['--experiment-name', 'broken', '--run-name', 'r1', '--dataset', 'image-folder', '--dataset-folder', broken, '--model', 'net'];
+    const args = [
+      '--experiment-name',
+      'broken',
+      '--run-name',
+      'r1',
+      '--dataset',
+      'image-folder',
+      '--dataset-folder',
+      broken,
+      '--model',
+      'net',
+    ];
     const { code, stderr } = await runCli(args, { cwd });
     expect(code).toBe(1);
     // Progress lines may precede it; the error itself is one line, and the last.
     const lines = stderr.trim().split('\n');
     expect(lines.filter((l) => l.startsWith('image-classifier-trainer:'))).toHaveLength(1);
-    expect(lines.at(-1)).toMatch(/^image-classifier-trainer: 1 image could not be read: red\/not-an-image\.jpg/);
+    expect(lines.at(-1)).toMatch(
+      /^image-classifier-trainer: 1 image could not be read: red\/not-an-image\.jpg/,
+    );
     expect(existsSync(join(cwd, 'experiments', 'broken'))).toBe(false);
   });
 });

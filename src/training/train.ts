@@ -254,8 +254,8 @@ async function trainEpochs(
   return history;
 }
 
-/** One SGD step; returns the batch's mean loss and number of correct predictions. */
-function trainStep(
+/** One SGD step; returns the batch's mean loss and number of correct predictions. (Also used by the benchmark.) */
+export function trainStep(
   model: tf.LayersModel,
   variables: tf.Variable[],
   optimizer: Sgd,
