@@ -3,7 +3,9 @@
 //   CPU: tensorflow (libtensorflow, all cores) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
 // Native TensorFlow goes first where it installs because it is the fastest and most complete; wasm is
 // the fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 
@@ -23,6 +25,17 @@ interface Candidate {
   device: 'cpu' | 'gpu';
   /** Loads and registers the backend with tfjs; throws with the reason when it cannot. */
   load(threads: number): Promise<{ package: string; threads: number }>;
+}
+
+function hasVulkanLoader(): boolean {
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    '/usr/lib64',
+    '/usr/lib',
+    '/usr/local/lib',
+  ];
+  return dirs.some((dir) => existsSync(join(dir, 'libvulkan.so.1')));
 }
 
 // Optional packages are imported through a variable so TypeScript and bundlers do not require them.
@@ -54,6 +67,10 @@ const CANDIDATES: Candidate[] = [
     name: 'webgpu',
     device: 'gpu',
     async load() {
+      // Dawn needs the Vulkan loader on Linux; without it, it prints a native warning to stderr and
+      // finds no adapter. Checking first keeps every run's output clean and gives a clearer reason.
+      if (process.platform === 'linux' && !hasVulkanLoader())
+        throw new Error('no Vulkan loader (libvulkan.so.1) installed');
       const webgpu = await optionalImport('webgpu');
       const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<unknown> };
       Object.assign(globalThis, webgpu.globals as object);
