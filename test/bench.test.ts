@@ -1,24 +1,13 @@
 // `npm run bench` end to end, kept tiny: one small measurement of `net` on wasm, no PyTorch.
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNode } from './helpers/cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
-function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolveRun, reject) => {
-    // `node --import tsx` is what the `tsx` command does, without npm's start-up time.
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-  });
+function runBench(args: string[]): ReturnType<typeof runNode> {
+  // `node --import tsx` is what the `tsx` command does, without npm's start-up time.
+  return runNode(['--import', 'tsx', 'scripts/bench.ts', ...args], { cwd: ROOT });
 }
 
 interface BenchJson {

@@ -1,4 +1,4 @@
-// Runs the built CLI (dist/, as users get it) in a child process.
+// Runs the built CLI (dist/, as users get it), or any node script, in a child process.
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,12 +12,19 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<CliResult> {
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function runCli(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return runNode([CLI, ...args], options);
+}
+
+/** Runs `node <args>` to completion, collecting its output. */
+export function runNode(args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
