@@ -120,7 +120,10 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
   const model = buildModel(config.model, { inputShape: INPUT_SHAPE, numClasses, seed: config.seed });
   let pretrained: Manifest['pretrained'] = null;
   if (pretrainedPath) {
-    pretrained = await loadPretrainedWeights(model, pretrainedPath, config);
+    pretrained = await loadPretrainedWeights(model, pretrainedPath, config).catch((error: unknown) => {
+      model.dispose();
+      throw error;
+    });
     log(`pretrained: weights from ${pretrained.path}`);
   }
 
