@@ -75,6 +75,27 @@ describe('wasm Identity', () => {
   });
 });
 
+describe('wasm Cast', () => {
+  it('shares the buffer for a same-dtype cast and converts otherwise', async () => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('wasm');
+    const before = tf.memory().numDataBuffers;
+    const a = tf.tensor1d([1.5, -2, 3, 0]);
+    const b = tf.cast(a, 'float32');
+    expect(tf.memory().numDataBuffers - before).toBe(1);
+    a.dispose();
+    expect(Array.from(await b.data())).toEqual([1.5, -2, 3, 0]);
+    const i = tf.cast(b, 'int32');
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(await i.data())).toEqual([1, -2, 3, 0]);
+    const x = tf.tensor1d([-1, 2, 0, 3]);
+    const r = tf.grad((t: tf.Tensor) => tf.sum(tf.relu(t)))(x);
+    expect(Array.from(await r.data())).toEqual([0, 1, 0, 1]);
+    tf.dispose([b, i, x, r]);
+    expect(tf.memory().numDataBuffers).toBe(before);
+  });
+});
+
 describe('wasm BatchMatMul', () => {
   const cases: Array<{ a: number[]; b: number[]; ta: boolean; tb: boolean }> = [
     { a: [5, 7], b: [7, 3], ta: false, tb: false },

@@ -1,4 +1,6 @@
 // Wasm kernels whose stock versions cost training steps time:
+// - Cast to the tensor's own dtype (the ReLU gradient casts the float32
+//   output of Step to float32): the stock kernel copies; ours shares, as Identity.
 // - Identity: the stock one copies the tensor. The engine clones every tensor
 //   it saves for backprop through Identity, so each step copied most
 //   activations once more. Sharing the buffer (refcounted, as the wasm Reshape
@@ -37,6 +39,24 @@ export function identityConfig(fallback: tf.KernelConfig | undefined): tf.Kernel
     kernelFunc: (params) => {
       const { x } = params.inputs as { x: tf.TensorInfo };
       if (x.dtype === 'string') return stock(params);
+      asWasmBackend(params.backend).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  };
+}
+
+export function castConfig(fallback: tf.KernelConfig | undefined): tf.KernelConfig {
+  const stock = stockCaller(fallback, tf.Cast);
+  return {
+    kernelName: tf.Cast,
+    backendName: 'wasm',
+    kernelFunc: (params) => {
+      const { x } = params.inputs as { x: tf.TensorInfo };
+      // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
+      const { dtype } = params.attrs as unknown as tf.CastAttrs;
+      // A cast to the same dtype is an identity: share the buffer (as Identity
+      // above, and the cpu backend's Cast) instead of copying it.
+      if (x.dtype !== dtype || x.dtype === 'string') return stock(params);
       asWasmBackend(params.backend).incRef(x.dataId);
       return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
     },

@@ -6,7 +6,13 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
-import { batchMatMulConfig, equalConfig, identityConfig, maxPoolGradConfig } from './wasm-misc-kernels.js';
+import {
+  batchMatMulConfig,
+  castConfig,
+  equalConfig,
+  identityConfig,
+  maxPoolGradConfig,
+} from './wasm-misc-kernels.js';
 
 const BACKEND = 'wasm';
 
@@ -60,7 +66,7 @@ function restore(kernelName: string): void {
  *   loop of ours; Conv2DBackpropInput (stock one is scalar loops): an XNNPACK
  *   forward convolution. NHWC, any stride, 'same' / 'valid' / explicit
  *   padding, dilation 1 (tfjs's conv2d gradient supports no other).
- * - MaxPoolGrad (SIMD, first maximum wins), Identity (no copy),
+ * - MaxPoolGrad (SIMD, first maximum wins), Identity and same-dtype Cast (no copy),
  *   BatchMatMul with transposes (XNNPACK instead of scalar loops) and Equal
  *   with a broadcast operand (contiguous runs instead of per-element indices).
  * - The fused training batch-norm kernels used by `batchNormTraining` /
@@ -76,6 +82,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.Conv2DBackpropInput, () => conv2DBackpropInputConfig(stockKernel(tf.Conv2DBackpropInput))],
     [tf.MaxPoolGrad, maxPoolGradConfig],
     [tf.Identity, () => identityConfig(stockKernel(tf.Identity))],
+    [tf.Cast, () => castConfig(stockKernel(tf.Cast))],
     [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
     [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
     ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
