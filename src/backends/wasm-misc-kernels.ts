@@ -31,6 +31,12 @@ import {
 } from './wasm-internals.js';
 import { simdKernels } from './wasm-simd-kernels.js';
 
+/** The output is the input: share its buffer (one more reference) instead of copying it. */
+function shareBuffer(backend: unknown, x: tf.TensorInfo): tf.TensorInfo {
+  asWasmBackend(backend).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 export function identityConfig(fallback: tf.KernelConfig | undefined): tf.KernelConfig {
   const stock = stockCaller(fallback, tf.Identity);
   return {
@@ -38,9 +44,7 @@ export function identityConfig(fallback: tf.KernelConfig | undefined): tf.Kernel
     backendName: 'wasm',
     kernelFunc: (params) => {
       const { x } = params.inputs as { x: tf.TensorInfo };
-      if (x.dtype === 'string') return stock(params);
-      asWasmBackend(params.backend).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      return x.dtype === 'string' ? stock(params) : shareBuffer(params.backend, x);
     },
   };
 }
@@ -54,11 +58,9 @@ export function castConfig(fallback: tf.KernelConfig | undefined): tf.KernelConf
       const { x } = params.inputs as { x: tf.TensorInfo };
       // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
       const { dtype } = params.attrs as unknown as tf.CastAttrs;
-      // A cast to the same dtype is an identity: share the buffer (as Identity
-      // above, and the cpu backend's Cast) instead of copying it.
+      // A cast to the same dtype is an identity (as in the cpu backend's Cast).
       if (x.dtype !== dtype || x.dtype === 'string') return stock(params);
-      asWasmBackend(params.backend).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      return shareBuffer(params.backend, x);
     },
   };
 }
