@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-import { randomArray } from './helpers/numeric.js';
+import { maxAbsDifference, randomArray } from './helpers/numeric.js';
 
 interface PoolCase {
   shape: [number, number, number, number];
@@ -50,9 +50,7 @@ describe('wasm MaxPoolGrad', () => {
       const ref = await poolGrad('cpu', tc);
       const got = await poolGrad('wasm', tc);
       expect(got.length).toBe(ref.length);
-      let worst = 0;
-      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref[i]!));
-      expect(worst).toBeLessThan(1e-6);
+      expect(maxAbsDifference(got, ref)).toBeLessThan(1e-6);
     });
   }
 });
@@ -127,9 +125,7 @@ describe('wasm BatchMatMul', () => {
       const ref = await matmul('cpu', tc);
       const got = await matmul('wasm', tc);
       expect(got.length).toBe(ref.length);
-      let worst = 0;
-      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref[i]!));
-      expect(worst).toBeLessThan(1e-5);
+      expect(maxAbsDifference(got, ref)).toBeLessThan(1e-5);
     });
   }
 });

@@ -7,7 +7,7 @@ import { BatchNormNHWC } from '../src/backends/batch-norm.js';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
 import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-import { randomArray } from './helpers/numeric.js';
+import { expectClose, randomArray } from './helpers/numeric.js';
 
 /** Gradients of a conv + BatchNormNHWC + relu + pool + dense model, on the current backend. */
 async function modelGrads(): Promise<Float32Array[]> {
@@ -58,13 +58,7 @@ describe('threaded wasm backend', () => {
 
     expect(threaded.length).toBe(ref.length);
     for (let i = 0; i < ref.length; i++) {
-      let scale = 0;
-      let worst = 0;
-      ref[i]!.forEach((v, j) => {
-        scale = Math.max(scale, Math.abs(v));
-        worst = Math.max(worst, Math.abs(threaded[i]![j]! - v));
-      });
-      expect(worst / Math.max(scale, 1e-6), `grad ${i} vs cpu`).toBeLessThan(1e-4);
+      expectClose(threaded[i]!, ref[i]!, `grad ${i} vs cpu`);
       expect(
         Buffer.from(threaded[i]!.buffer).equals(Buffer.from(single[i]!.buffer)),
         `grad ${i} vs 1 thread`,

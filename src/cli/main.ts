@@ -14,7 +14,6 @@ const ANCESTOR_ALIASES: Record<string, string[]> = {
   experimentName: ['experiment_name'],
   runName: ['run_name'],
   learningRate: ['learning_rate'],
-  momentum: [],
   epochs: ['num-epochs', 'num_epochs'],
   batchSize: ['batch_size'],
   pretrainedModel: ['pretrained_model'],
@@ -108,7 +107,7 @@ function readConfigFile(path: string): Record<string, unknown> {
 }
 
 /** Config file underneath, explicit flags on top; the schema fills in the defaults and validates. */
-export function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
+function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   const fromFile = typeof argv.config === 'string' ? readConfigFile(argv.config) : {};
   const fromFlags: Record<string, unknown> = {};
   for (const spec of flagSpecs()) {

@@ -10,6 +10,13 @@ export function randomArray(n: number, seed: number, scale = 1, offset = 0): Flo
   return out;
 }
 
+/** Largest absolute element-wise difference. */
+export function maxAbsDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  return worst;
+}
+
 /** Max abs difference, relative to the reference's largest magnitude, below tol. */
 export function expectClose(
   actual: ArrayLike<number>,
@@ -20,9 +27,7 @@ export function expectClose(
   expect(actual.length, what).toBe(expected.length);
   let scale = 0;
   for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  expect(worst / Math.max(scale, 1e-6), what).toBeLessThan(tol);
+  expect(maxAbsDifference(actual, expected) / Math.max(scale, 1e-6), what).toBeLessThan(tol);
 }
 
 export function sameBits(a: Float32Array, b: Float32Array): boolean {
