@@ -40,7 +40,7 @@ describe('wasm MaxPoolGrad', () => {
     { shape: [2, 7, 9, 3], size: 3, stride: 2, pad: 'same', relu: true },
     { shape: [2, 7, 9, 4], size: 3, stride: 1, pad: 'same', relu: false },
     { shape: [2, 7, 9, 4], size: 3, stride: 2, pad: 'valid', relu: false },
-    // Channels a multiple of 4: the SIMD loop (the others use JS loops).
+    // Channels a multiple of 4: four a vector (the others: one at a time).
     { shape: [3, 8, 8, 8], size: 2, stride: 2, pad: 'valid', relu: true },
     { shape: [2, 7, 9, 8], size: 3, stride: 2, pad: 'same', relu: false },
     { shape: [2, 7, 9, 12], size: 3, stride: 1, pad: 'same', relu: true },

@@ -5,6 +5,7 @@ import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BatchNormNHWC } from '../src/backends/batch-norm.js';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
+import { maxPoolGradTuning } from '../src/backends/wasm-misc-kernels.js';
 import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
 import { expectClose, randomArray } from './helpers/numeric.js';
@@ -49,6 +50,7 @@ describe('threaded wasm backend', () => {
 
     // Our filter gradient hands even these small jobs to its worker threads.
     convGradTuning.poolMinMacs = 0;
+    maxPoolGradTuning.poolMinElements = 0;
     const threads = await registerThreadedWasmBackend({ threads: 2 });
     expect(threads).toBe(2);
     expect(await tf.setBackend('wasm')).toBe(true);

@@ -66,10 +66,15 @@ export const op = {
   i32Add: 0x6a,
   i32Sub: 0x6b,
   i32Mul: 0x6c,
+  i32And: 0x71,
   i32GeU: 0x4f,
   i32LtU: 0x49,
   i32Eqz: 0x45,
+  i32LtS: 0x48,
+  i32GtS: 0x4a,
   drop: 0x1a,
+  /** Pops a, b, cond; pushes a if cond else b. */
+  select: 0x1b,
 } as const;
 
 /** memarg for a load/store: alignment as log2 bytes, constant byte offset. */

@@ -305,6 +305,14 @@ function backpropFilterByRows(
  * tap, one call accumulates the outer products of that row's x and dy pixels
  * into the tap's [C, F] slice of dW. 4-channel register tiles when C % 4 ==
  * 0, else one channel at a time; always 8 filters (F padded to a multiple).
+ *
+ * Few input channels (an RGB first layer: C = 3) make that one-channel loop
+ * slow, so when every tap of a kernel row reads inside x (no left/right
+ * padding) the row is taken as a single tap of kW * C contiguous "channels"
+ * (x[ow * sW * C + kw * C + c] is exactly dW's (kw, c) order), rounded up to
+ * a multiple of 4 for the 4-channel tiles; the extra rows read the next
+ * pixel's values and are dropped. Measured on the tutorial CNN's first layer
+ * (64x32x32x3, 5x5, 6 filters): 7.8 ms -> see the note in README/bench.
  */
 function backpropFilterSimd(
   backend: WasmBackend,
@@ -314,15 +322,20 @@ function backpropFilterSimd(
   g: ConvGeometry,
 ): tf.TensorInfo {
   const { batch: N, inH: H, inW: W, inC: C, kH, kW, outH, outW, outC: F, sH, sW, padTop, padLeft } = g;
+  const rowMode = C % 4 !== 0 && padLeft === 0 && (outW - 1) * sW + kW <= W;
+  // The kernel's view: taps per kernel row and channels per tap.
+  const taps = rowMode ? 1 : kW;
+  const tapC = rowMode ? Math.ceil((kW * C) / 4) * 4 : C;
   // The loop works on 8 filters at a time: pad dy's channels with zeros to a
   // multiple of 8 (small layers only in practice, e.g. 6 filters) and drop
   // the padding from the result.
   const F8 = Math.ceil(F / 8) * 8;
   const out = allocF32(backend, [kH, kW, C, F]);
-  const dw8 = F8 === F ? out : allocF32(backend, [kH, kW, C, F8]);
+  const direct = F8 === F && !rowMode;
+  const dw8 = direct ? out : allocF32(backend, [kH, taps, tapC, F8]);
   const dy8 = F8 === F ? dy : allocF32(backend, [N, outH, outW, F8]);
   // The column table as a heap tensor (int32 bits in a float32 tensor).
-  const tableT = allocF32(backend, [3 * kW]);
+  const tableT = allocF32(backend, [3 * taps]);
   const temps: tf.TensorInfo[] = [tableT];
   try {
     if (dy8 !== dy) {
@@ -334,17 +347,21 @@ function backpropFilterSimd(
       }
     }
     f32View(backend, dw8).fill(0);
-    const kernel = C % 4 === 0 ? simd.convFilterGrad4 : simd.convFilterGrad1;
+    const fourChannels = tapC % 4 === 0;
+    const kernel = fourChannels ? simd.convFilterGrad4 : simd.convFilterGrad1;
     // Per kernel column: first x pixel (byte offset within an x row), first
     // dy pixel (within a dy row) and count of the output columns whose input
     // column lies inside x.
-    const table = new Int32Array(3 * kW);
-    for (let kw = 0; kw < kW; kw++) {
-      const ow0 = Math.max(0, Math.ceil((padLeft - kw) / sW));
-      const ow1 = Math.min(outW, Math.floor((W - 1 + padLeft - kw) / sW) + 1);
-      table[3 * kw] = (ow0 * sW + kw - padLeft) * C * 4;
-      table[3 * kw + 1] = ow0 * F8 * 4;
-      table[3 * kw + 2] = Math.max(0, ow1 - ow0);
+    const table = new Int32Array(3 * taps);
+    if (rowMode) table.set([0, 0, outW]);
+    else {
+      for (let kw = 0; kw < kW; kw++) {
+        const ow0 = Math.max(0, Math.ceil((padLeft - kw) / sW));
+        const ow1 = Math.min(outW, Math.floor((W - 1 + padLeft - kw) / sW) + 1);
+        table[3 * kw] = (ow0 * sW + kw - padLeft) * C * 4;
+        table[3 * kw + 1] = ow0 * F8 * 4;
+        table[3 * kw + 2] = Math.max(0, ow1 - ow0);
+      }
     }
     const tableView = f32View(backend, tableT);
     new Int32Array(tableView.buffer, tableView.byteOffset, table.length).set(table);
@@ -355,7 +372,7 @@ function backpropFilterSimd(
     const chunks = Math.max(1, Math.min(FILTER_GRAD_CHUNKS, N));
     const partials = [dw8];
     for (let i = 1; i < chunks; i++) {
-      const partial = allocF32(backend, [kH, kW, C, F8]);
+      const partial = allocF32(backend, [kH, taps, tapC, F8]);
       temps.push(partial);
       partials.push(partial);
     }
@@ -371,28 +388,29 @@ function backpropFilterSimd(
         n1 - n0,
         H,
         W,
-        C,
+        tapC,
         outH,
         outW,
         F8,
         kH,
-        kW,
+        taps,
         sH,
         padTop,
         0,
         F8,
         sW * C * 4,
+        W * C * 4,
       ];
     });
     // Small jobs stay on this thread: handing over costs more than it saves.
-    const macs = N * outH * outW * kH * kW * C * F8;
+    const macs = N * outH * outW * kH * taps * tapC * F8;
     const pool = macs >= convGradTuning.poolMinMacs ? kernelPool(backend) : null;
     if (pool === null) {
       for (const args of calls) kernel(...(args as Parameters<typeof kernel>));
     } else {
       const perThread: number[][][] = Array.from({ length: Math.min(pool.threads, chunks) }, () => []);
       calls.forEach((args, i) => perThread[Math.floor((i * perThread.length) / chunks)]!.push(args));
-      pool.run(C % 4 === 0 ? 'convFilterGrad4' : 'convFilterGrad1', perThread);
+      pool.run(fourChannels ? 'convFilterGrad4' : 'convFilterGrad1', perThread);
     }
     if (partials.length > 1) {
       const sum = f32View(backend, dw8);
@@ -402,10 +420,17 @@ function backpropFilterSimd(
       }
     }
     if (dw8 !== out) {
+      // [kH, taps, tapC, F8] -> [kH, kW, C, F]: per kernel row, the first
+      // kW * C channels in order (the same in both modes).
       const src = f32View(backend, dw8);
       const dst = f32View(backend, out);
-      for (let p = 0, q = 0; q < dst.length; p += F8, q += F) {
-        for (let f = 0; f < F; f++) dst[q + f] = src[p + f]!;
+      const rowChannels = kW * C;
+      for (let kh = 0; kh < kH; kh++) {
+        for (let j = 0; j < rowChannels; j++) {
+          const s0 = (kh * taps * tapC + j) * F8;
+          const d0 = (kh * rowChannels + j) * F;
+          for (let f = 0; f < F; f++) dst[d0 + f] = src[s0 + f]!;
+        }
       }
     }
   } finally {

@@ -31,6 +31,7 @@ import {
   get,
   i32,
   loop,
+  tee,
   set,
   splatLane,
   swapHalves,
@@ -77,20 +78,14 @@ export interface SimdKernels {
     mean: number,
     d: number,
   ): void;
-  /** See maxPoolGradWindow below. */
-  maxPoolGradWindow(
-    x: number,
-    dy: number,
-    delta: number,
-    rows: number,
-    cols: number,
-    c: number,
-    rowStride: number,
-    pixStride: number,
-  ): void;
+  /** See maxPoolGrad below. */
+  maxPoolGrad: MaxPoolGrad;
   convFilterGrad4: ConvFilterGrad;
   convFilterGrad1: ConvFilterGrad;
 }
+
+/** See maxPoolGrad below: x, dy, delta, N, H, W, C, OH, OW, fH, fW, sH, sW, pT, pL. */
+type MaxPoolGrad = (...args: number[]) => void;
 
 /** See convFilterGrad below; all arguments are numbers (pointers are heap byte offsets). */
 type ConvFilterGrad = (
@@ -112,6 +107,7 @@ type ConvFilterGrad = (
   fBegin: number,
   fEnd: number,
   xStride: number,
+  xRowBytes: number,
 ) => void;
 
 /** f64 accumulator at `ptr` (+0: lanes 0-1, +16: lanes 2-3) += promoted `v`. */
@@ -305,9 +301,10 @@ function bnGradApply(): FuncDef {
  * for filters f in [fBegin, fEnd) only.
  * `table` holds three i32 per kernel column: byte offsets of its first x
  * pixel within an x row and first dy pixel within a dy row, and its pixel
- * count. x pixels are `xStride` bytes apart (the conv stride). Layouts: x
- * NHWC, dy [N, OH, OW, F], dw HWIO. Register tiles of `rows` channels (4:
- * C % 4 == 0; 1: any C) x 8 filters (F % 8 == 0).
+ * count. x pixels are `xStride` bytes apart (the conv stride), x rows
+ * `xRowBytes` (W is not read). Layouts: x NHWC, dy [N, OH, OW, F], dw HWIO.
+ * Register tiles of `rows` channels (4: C % 4 == 0; 1: any C) x 8 filters
+ * (F % 8 == 0).
  */
 function convFilterGrad(rows: 1 | 4): FuncDef {
   const P = {
@@ -329,36 +326,37 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
     fBegin: 15,
     fEnd: 16,
     xStride: 17,
+    xRowBytes: 18,
   };
   const L = {
-    n: 18,
-    oh: 19,
-    kh: 20,
-    ih: 21,
-    xRow: 22,
-    dyRow: 23,
-    t: 24,
-    tp: 25,
-    xBase: 26,
-    dyBase: 27,
-    dwBase: 28,
-    count: 29,
-    c0: 30,
-    f0: 31,
-    p: 32,
-    xp: 33,
-    dp: 34,
-    wp: 35,
-    rowBytes: 36,
-    tapBytes: 37,
-    xv: 38,
-    d0: 39,
-    d1: 40,
-    s: 41,
+    n: 19,
+    oh: 20,
+    kh: 21,
+    ih: 22,
+    xRow: 23,
+    dyRow: 24,
+    t: 25,
+    tp: 26,
+    xBase: 27,
+    dyBase: 28,
+    dwBase: 29,
+    count: 30,
+    c0: 31,
+    f0: 32,
+    p: 33,
+    xp: 34,
+    dp: 35,
+    wp: 36,
+    rowBytes: 37,
+    tapBytes: 38,
+    xv: 39,
+    d0: 40,
+    d1: 41,
+    s: 42,
   };
   const i32Locals = 20; // n .. tapBytes
   // acc[2r + h]: channel row r, filter half h (4 filters each).
-  const acc = Array.from({ length: 2 * rows }, (_, i) => 42 + i);
+  const acc = Array.from({ length: 2 * rows }, (_, i) => 43 + i);
   const accAddr = (r: number): Code => [get(L.wp), get(L.rowBytes), i32(r), op.i32Mul, op.i32Add];
   const loadAcc = acc.map((a, i) => [accAddr(i >> 1), v128Load((i & 1) * 16), set(a)]);
   const storeAcc = acc.map((a, i) => [accAddr(i >> 1), get(a), v128Store((i & 1) * 16)]);
@@ -407,7 +405,7 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
   ];
   return {
     name: `convFilterGrad${rows}`,
-    params: Array.from({ length: 18 }, () => 'i32' as const),
+    params: Array.from({ length: 19 }, () => 'i32' as const),
     locals: [
       ...Array.from({ length: i32Locals }, () => 'i32' as const),
       ...(['v128', 'v128', 'v128', 'v128'] as const),
@@ -437,8 +435,8 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
             ifThen(
               [get(L.ih), get(P.H), op.i32LtU],
               [
-                // xRow = x + ((n * H + ih) * W * C) * 4
-                [get(P.x), mul([mul(get(L.n), get(P.H)), get(L.ih), op.i32Add], get(P.W), get(P.C), i32(4))],
+                // xRow = x + (n * H + ih) * xRowBytes
+                [get(P.x), mul([mul(get(L.n), get(P.H)), get(L.ih), op.i32Add], get(P.xRowBytes))],
                 op.i32Add,
                 set(L.xRow),
                 // dwBase = dw + kh * KW * C * F * 4
@@ -464,71 +462,141 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
 }
 
 /** Little-endian bytes of four float32 or int32 lanes. */
-function lanes(values: number[], kind: 'f32' | 'i32'): number[] {
+function lanesOf(values: number[], kind: 'f32' | 'i32'): number[] {
   const buf = Buffer.alloc(16);
   values.forEach((v, i) => (kind === 'f32' ? buf.writeFloatLE(v, 4 * i) : buf.writeInt32LE(v, 4 * i)));
   return [...buf];
 }
 
 /**
- * Max-pool gradient for one pooling window: for each channel, finds the first
- * maximum of x over the window (rows x cols pixels from xBase, rows
- * `rowStride` and pixels `pixStride` bytes apart) and adds dy[c] (dyBase) to
- * dx at the same place (dx address = x address + delta). C % 4 == 0.
+ * Max-pool gradient over `N` whole images (NHWC): for each output pixel and
+ * channel, finds the first maximum of x over its pooling window and adds dy
+ * there in dx (dx address = x address + delta; dx zeroed by the caller).
+ * Channels go four to a vector, the last C % 4 one at a time (splatted; only
+ * lane 0 is used).
  */
-function maxPoolGradWindow(): FuncDef {
-  const [xBase, dyBase, delta, rows, cols, C, rowStride, pixStride] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const [cb, cEnd, r, q, rowPtr, pp, addr, best, pos, v, m] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
+function maxPoolGrad(): FuncDef {
+  const P = {
+    x: 0,
+    dy: 1,
+    delta: 2,
+    N: 3,
+    H: 4,
+    W: 5,
+    C: 6,
+    OH: 7,
+    OW: 8,
+    fH: 9,
+    fW: 10,
+    sH: 11,
+    sW: 12,
+    pT: 13,
+    pL: 14,
+  };
+  const L = {
+    n: 15,
+    oh: 16,
+    ow: 17,
+    h0: 18,
+    h1: 19,
+    w0: 20,
+    w1: 21,
+    dyp: 22,
+    cb: 23,
+    cEnd: 24,
+    r: 25,
+    q: 26,
+  };
+  const V = { rowPtr: 27, pp: 28, addr: 29, xBase: 30, rows: 31, cols: 32, pixStride: 33, rowStride: 34 };
+  const [best, pos, v, m] = [35, 36, 37, 38];
+  const max = (a: Code, b: Code): Code => [a, b, a, b, op.i32GtS, op.select];
+  const min = (a: Code, b: Code): Code => [a, b, a, b, op.i32LtS, op.select];
   const scatter = (lane: number): Code => [
     ifThen(
       [get(pos), i32x4ExtractLane(lane), i32(-1), op.i32Ne],
       [
-        [get(pos), i32x4ExtractLane(lane), get(delta), op.i32Add, set(addr)],
-        get(addr),
-        [get(addr), f32Load(0), get(dyBase), get(cb), op.i32Add, f32Load(4 * lane), f32Add],
+        [get(pos), i32x4ExtractLane(lane), get(P.delta), op.i32Add, set(V.addr)],
+        get(V.addr),
+        [get(V.addr), f32Load(0), get(L.dyp), get(L.cb), op.i32Add, f32Load(4 * lane), f32Add],
         f32Store(0),
       ],
     ),
   ];
+  // One channel group (`lanes` channels from byte cb) of one window.
+  const channels = (lanes: 4 | 1): Code => [
+    [v128Const(lanesOf([-Infinity, -Infinity, -Infinity, -Infinity], 'f32')), set(best)],
+    [v128Const(lanesOf([-1, -1, -1, -1], 'i32')), set(pos)],
+    [get(V.xBase), get(L.cb), op.i32Add, set(V.rowPtr)],
+    i32(0),
+    set(L.r),
+    loop(L.r, V.rows, 1, [
+      [get(V.rowPtr), set(V.pp)],
+      i32(0),
+      set(L.q),
+      loop(L.q, V.cols, 1, [
+        [get(V.pp), lanes === 4 ? v128Load(0) : [f32Load(0), f32x4Splat], set(v)],
+        // Strictly greater: the first maximum wins (as on the cpu backend).
+        [get(v), get(best), f32x4Gt, set(m)],
+        [get(v), get(best), get(m), v128Bitselect, set(best)],
+        [
+          get(V.pp),
+          i32x4Splat,
+          v128Const(lanesOf([0, 4, 8, 12], 'i32')),
+          i32x4Add,
+          get(pos),
+          get(m),
+          v128Bitselect,
+        ],
+        set(pos),
+        addTo(V.pp, get(V.pixStride)),
+      ]),
+      addTo(V.rowPtr, get(V.rowStride)),
+    ]),
+    Array.from({ length: lanes }, (_, lane) => scatter(lane)),
+  ];
+  const windowBody: Code = [
+    // xBase = x + ((n * H + h0) * W + w0) * C * 4
+    [get(L.n), get(P.H), op.i32Mul, get(L.h0), op.i32Add, get(P.W), op.i32Mul, get(L.w0), op.i32Add],
+    [get(V.pixStride), op.i32Mul, get(P.x), op.i32Add, set(V.xBase)],
+    [get(L.h1), get(L.h0), op.i32Sub, set(V.rows)],
+    [get(L.w1), get(L.w0), op.i32Sub, set(V.cols)],
+    // Four channels a vector while four remain, then one at a time.
+    i32(0),
+    set(L.cb),
+    loop(L.cb, L.cEnd, 16, channels(4)),
+    loop(L.cb, V.pixStride, 4, channels(1)),
+  ];
   return {
-    name: 'maxPoolGradWindow',
-    params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'],
-    locals: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'v128', 'v128', 'v128', 'v128'],
+    name: 'maxPoolGrad',
+    params: Array.from({ length: 15 }, () => 'i32' as const),
+    locals: [...Array.from({ length: 20 }, () => 'i32' as const), 'v128', 'v128', 'v128', 'v128'],
     body: [
-      [get(C), i32(4), op.i32Mul, set(cEnd)],
-      loop(cb, cEnd, 16, [
-        [v128Const(lanes([-Infinity, -Infinity, -Infinity, -Infinity], 'f32')), set(best)],
-        [v128Const(lanes([-1, -1, -1, -1], 'i32')), set(pos)],
-        [get(xBase), get(cb), op.i32Add, set(rowPtr)],
+      [get(P.C), i32(4), op.i32Mul, tee(V.pixStride), i32(-16), op.i32And, set(L.cEnd)],
+      [get(P.W), get(V.pixStride), op.i32Mul, set(V.rowStride)],
+      [get(P.dy), set(L.dyp)],
+      i32(0),
+      set(L.n),
+      loop(L.n, P.N, 1, [
         i32(0),
-        set(r),
-        loop(r, rows, 1, [
-          [get(rowPtr), set(pp)],
+        set(L.oh),
+        loop(L.oh, P.OH, 1, [
+          [max([get(L.oh), get(P.sH), op.i32Mul, get(P.pT), op.i32Sub], i32(0)), set(L.h0)],
+          [
+            min([get(L.oh), get(P.sH), op.i32Mul, get(P.pT), op.i32Sub, get(P.fH), op.i32Add], get(P.H)),
+            set(L.h1),
+          ],
           i32(0),
-          set(q),
-          loop(q, cols, 1, [
-            [get(pp), v128Load(0), set(v)],
-            // Strictly greater: the first maximum wins (as on the cpu backend).
-            [get(v), get(best), f32x4Gt, set(m)],
-            [get(v), get(best), get(m), v128Bitselect, set(best)],
+          set(L.ow),
+          loop(L.ow, P.OW, 1, [
+            [max([get(L.ow), get(P.sW), op.i32Mul, get(P.pL), op.i32Sub], i32(0)), set(L.w0)],
             [
-              get(pp),
-              i32x4Splat,
-              v128Const(lanes([0, 4, 8, 12], 'i32')),
-              i32x4Add,
-              get(pos),
-              get(m),
-              v128Bitselect,
+              min([get(L.ow), get(P.sW), op.i32Mul, get(P.pL), op.i32Sub, get(P.fW), op.i32Add], get(P.W)),
+              set(L.w1),
             ],
-            set(pos),
-            addTo(pp, get(pixStride)),
+            ifThen([get(L.h1), get(L.h0), op.i32GtS, get(L.w1), get(L.w0), op.i32GtS, op.i32And], windowBody),
+            addTo(L.dyp, get(V.pixStride)),
           ]),
-          addTo(rowPtr, get(rowStride)),
         ]),
-        scatter(0),
-        scatter(1),
-        scatter(2),
-        scatter(3),
       ]),
     ],
   };
@@ -553,7 +621,7 @@ export function simdModule(sharedMemory: boolean): object | null {
         bnGradApply(),
         convFilterGrad(4),
         convFilterGrad(1),
-        maxPoolGradWindow(),
+        maxPoolGrad(),
       ],
       sharedMemory,
     );
