@@ -1,4 +1,4 @@
-// MaxPoolGrad, BatchMatMul, broadcasting Equal and the zero-copy Identity on wasm.
+// MaxPoolGrad, BatchMatMul, broadcasting Equal, bias Add and the zero-copy Identity on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
@@ -51,6 +51,42 @@ describe('wasm MaxPoolGrad', () => {
       const got = await poolGrad('wasm', tc);
       expect(got.length).toBe(ref.length);
       expect(maxAbsDifference(got, ref)).toBeLessThan(1e-6);
+    });
+  }
+});
+
+describe('wasm Add of a per-channel bias', () => {
+  beforeAll(() => registerWasmTrainingKernels());
+  const cases: Array<{ x: number[]; bias: number[]; biasFirst: boolean }> = [
+    { x: [64, 9, 9, 6], bias: [6], biasFirst: false },
+    { x: [5, 7, 7, 3], bias: [1, 1, 1, 3], biasFirst: true },
+    // 5 * 13 * 13 = 845 rows of 10: not a whole number of 20-float periods (a tail).
+    { x: [5, 13, 13, 10], bias: [10], biasFirst: false },
+    { x: [300, 16], bias: [16], biasFirst: true },
+    { x: [4100, 1], bias: [1], biasFirst: false },
+  ];
+  for (const tc of cases) {
+    it(`${tc.biasFirst ? 'bias + ' : ''}${tc.x.join('x')}${tc.biasFirst ? '' : ' + bias'} ${tc.bias.join('x')}`, async () => {
+      const run = async (backend: string): Promise<Float32Array> => {
+        await tf.setBackend(backend);
+        const size = tc.x.reduce((a, b) => a * b, 1);
+        const x = tf.tensor(randomArray(size, 7), tc.x);
+        const bias = tf.tensor(
+          randomArray(
+            tc.bias.reduce((a, b) => a * b, 1),
+            8,
+          ),
+          tc.bias,
+        );
+        const y = tc.biasFirst ? tf.add(bias, x) : tf.add(x, bias);
+        expect(y.shape).toEqual(tc.x);
+        const data = (await y.data()) as Float32Array;
+        tf.dispose([x, bias, y]);
+        return data;
+      };
+      const ref = await run('cpu');
+      const got = await run('wasm');
+      expect(Buffer.from(got.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
     });
   }
 });

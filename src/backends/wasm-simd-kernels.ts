@@ -78,6 +78,8 @@ export interface SimdKernels {
     mean: number,
     d: number,
   ): void;
+  /** See addPattern below. */
+  addPattern(x: number, y: number, blocks: number, pattern: number, blockBytes: number): void;
   /** See maxPoolGrad below. */
   maxPoolGrad: MaxPoolGrad;
   convFilterGrad4: ConvFilterGrad;
@@ -108,6 +110,7 @@ type ConvFilterGrad = (
   fEnd: number,
   xStride: number,
   xRowBytes: number,
+  dyPixBytes: number,
 ) => void;
 
 /** f64 accumulator at `ptr` (+0: lanes 0-1, +16: lanes 2-3) += promoted `v`. */
@@ -302,9 +305,11 @@ function bnGradApply(): FuncDef {
  * `table` holds three i32 per kernel column: byte offsets of its first x
  * pixel within an x row and first dy pixel within a dy row, and its pixel
  * count. x pixels are `xStride` bytes apart (the conv stride), x rows
- * `xRowBytes` (W is not read). Layouts: x NHWC, dy [N, OH, OW, F], dw HWIO.
- * Register tiles of `rows` channels (4: C % 4 == 0; 1: any C) x 8 filters
- * (F % 8 == 0).
+ * `xRowBytes` (W is not read); dy pixels `dyPixBytes`. Layouts: x NHWC, dy
+ * [N, OH, OW, *], dw HWIO with F (a multiple of 8) filters. Register tiles of
+ * `rows` channels (4: C % 4 == 0; 1: any C) x 8 filters. With fewer real
+ * filters than F (dyPixBytes < 4F), the loads read on into the next pixel and
+ * the extra dw columns are garbage for the caller to drop.
  */
 function convFilterGrad(rows: 1 | 4): FuncDef {
   const P = {
@@ -327,36 +332,37 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
     fEnd: 16,
     xStride: 17,
     xRowBytes: 18,
+    dyPixBytes: 19,
   };
   const L = {
-    n: 19,
-    oh: 20,
-    kh: 21,
-    ih: 22,
-    xRow: 23,
-    dyRow: 24,
-    t: 25,
-    tp: 26,
-    xBase: 27,
-    dyBase: 28,
-    dwBase: 29,
-    count: 30,
-    c0: 31,
-    f0: 32,
-    p: 33,
-    xp: 34,
-    dp: 35,
-    wp: 36,
-    rowBytes: 37,
-    tapBytes: 38,
-    xv: 39,
-    d0: 40,
-    d1: 41,
-    s: 42,
+    n: 20,
+    oh: 21,
+    kh: 22,
+    ih: 23,
+    xRow: 24,
+    dyRow: 25,
+    t: 26,
+    tp: 27,
+    xBase: 28,
+    dyBase: 29,
+    dwBase: 30,
+    count: 31,
+    c0: 32,
+    f0: 33,
+    p: 34,
+    xp: 35,
+    dp: 36,
+    wp: 37,
+    rowBytes: 38,
+    tapBytes: 39,
+    xv: 40,
+    d0: 41,
+    d1: 42,
+    s: 43,
   };
   const i32Locals = 20; // n .. tapBytes
   // acc[2r + h]: channel row r, filter half h (4 filters each).
-  const acc = Array.from({ length: 2 * rows }, (_, i) => 43 + i);
+  const acc = Array.from({ length: 2 * rows }, (_, i) => 44 + i);
   const accAddr = (r: number): Code => [get(L.wp), get(L.rowBytes), i32(r), op.i32Mul, op.i32Add];
   const loadAcc = acc.map((a, i) => [accAddr(i >> 1), v128Load((i & 1) * 16), set(a)]);
   const storeAcc = acc.map((a, i) => [accAddr(i >> 1), get(a), v128Store((i & 1) * 16)]);
@@ -397,7 +403,7 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
           [get(L.dp), v128Load(16), set(L.d1)],
           Array.from({ length: rows }, (_, r) => fma(r)),
           addTo(L.xp, get(P.xStride)),
-          addTo(L.dp, get(L.rowBytes)),
+          addTo(L.dp, get(P.dyPixBytes)),
         ]),
         storeAcc,
       ]),
@@ -405,7 +411,7 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
   ];
   return {
     name: `convFilterGrad${rows}`,
-    params: Array.from({ length: 19 }, () => 'i32' as const),
+    params: Array.from({ length: 20 }, () => 'i32' as const),
     locals: [
       ...Array.from({ length: i32Locals }, () => 'i32' as const),
       ...(['v128', 'v128', 'v128', 'v128'] as const),
@@ -423,7 +429,7 @@ function convFilterGrad(rows: 1 | 4): FuncDef {
           // dyRow = dy + ((n * OH + oh) * OW * F) * 4
           [
             get(P.dy),
-            mul([mul(get(L.n), get(P.OH)), get(L.oh), op.i32Add], get(P.OW), get(L.rowBytes)),
+            mul([mul(get(L.n), get(P.OH)), get(L.oh), op.i32Add], get(P.OW), get(P.dyPixBytes)),
             op.i32Add,
           ],
           set(L.dyRow),
@@ -602,6 +608,38 @@ function maxPoolGrad(): FuncDef {
   };
 }
 
+/**
+ * y = x + pattern, the pattern repeated: `blocks` blocks of `blockBytes`
+ * bytes (a multiple of 16) each. A per-channel bias over [rows, C] is this
+ * with the bias repeated to lcm(C, 4) floats, so any C runs four lanes wide.
+ */
+function addPattern(): FuncDef {
+  const [x, y, blocks, pattern, blockBytes, i, end, j] = [0, 1, 2, 3, 4, 5, 6, 7];
+  return {
+    name: 'addPattern',
+    params: ['i32', 'i32', 'i32', 'i32', 'i32'],
+    locals: ['i32', 'i32', 'i32'],
+    body: [
+      [get(blocks), get(blockBytes), op.i32Mul, set(end)],
+      i32(0),
+      set(i),
+      // Step 0: i advances by the (run-time) block size at the end of the body.
+      loop(i, end, 0, [
+        i32(0),
+        set(j),
+        loop(j, blockBytes, 16, [
+          [get(y), get(i), op.i32Add, get(j), op.i32Add],
+          [get(x), get(i), op.i32Add, get(j), op.i32Add, v128Load(0)],
+          [get(pattern), get(j), op.i32Add, v128Load(0)],
+          f32x4Add,
+          v128Store(0),
+        ]),
+        addTo(i, get(blockBytes)),
+      ]),
+    ],
+  };
+}
+
 /** Compiled modules: for a plain and for a shared (threaded build) memory. */
 const compiled = new Map<boolean, object | null>();
 const instances = new WeakMap<WasmMemory, SimdKernels>();
@@ -622,6 +660,7 @@ export function simdModule(sharedMemory: boolean): object | null {
         convFilterGrad(4),
         convFilterGrad(1),
         maxPoolGrad(),
+        addPattern(),
       ],
       sharedMemory,
     );

@@ -7,6 +7,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
 import {
+  addConfig,
   batchMatMulConfig,
   castConfig,
   equalConfig,
@@ -68,7 +69,8 @@ function restore(kernelName: string): void {
  *   padding, dilation 1 (tfjs's conv2d gradient supports no other).
  * - MaxPoolGrad (SIMD, first maximum wins), Identity and same-dtype Cast (no copy),
  *   BatchMatMul with transposes (XNNPACK instead of scalar loops) and Equal
- *   with a broadcast operand (contiguous runs instead of per-element indices).
+ *   with a broadcast operand (contiguous runs instead of per-element indices),
+ *   Add of a per-channel bias (SIMD instead of a scalar broadcasting loop).
  * - The fused training batch-norm kernels used by `batchNormTraining` /
  *   `BatchNormNHWC` (src/backends/batch-norm.ts).
  *
@@ -85,6 +87,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.Cast, () => castConfig(stockKernel(tf.Cast))],
     [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
     [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
+    [tf.Add, () => addConfig(stockKernel(tf.Add))],
     ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
   ];
   for (const [name, make] of kernels) {
