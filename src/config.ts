@@ -124,6 +124,13 @@ export const runConfigSchema = z
       .enum(BACKENDS)
       .default('auto')
       .describe('tfjs backend (auto: the fastest that loads and works)'),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .max(256)
+      .optional()
+      .describe('Threads for the CPU backends (default: all cores); results do not depend on it'),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -2,7 +2,7 @@
 export {
   train,
   TrainingInterrupted,
-  type TrainHooks,
+  type TrainOptions,
   type TrainResult,
   type Metrics,
   type EpochMetrics,
@@ -11,6 +11,8 @@ export { evaluate, type EvaluateOptions, type EvaluateResult } from './training/
 export type { Evaluation } from './training/evaluate.js';
 export { loadRun, type LoadedRun } from './runs/load-run.js';
 export type { Manifest } from './runs/manifest.js';
+export { reproduce, type ReproduceOptions, type ReproductionReport } from './runs/reproduce.js';
+export { verifyRun, type VerifyReport, type FileCheck } from './runs/verify.js';
 export {
   runConfigSchema,
   parseRunConfig,

@@ -1,33 +1,11 @@
 // The CLI on a folder of images: trains from <root>/<class>/*, and names unreadable files.
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadRun } from '../src/runs/load-run.js';
 import { runCli, tempFolder } from './helpers/cli.js';
-
-const CLASSES: Record<string, [number, number, number]> = {
-  red: [220, 30, 30],
-  green: [30, 200, 40],
-  blue: [40, 40, 230],
-};
-
-async function makeFolder(root: string, perClass: number): Promise<void> {
-  for (const [name, [r, g, b]] of Object.entries(CLASSES)) {
-    await mkdir(join(root, name), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      // Different sizes on purpose: the trainer resizes to the model's 32x32 input.
-      const size = 20 + (i % 3) * 10;
-      const shade = (i * 7) % 40;
-      await sharp({
-        create: { width: size, height: size, channels: 3, background: { r: r - shade, g: g - shade, b } },
-      })
-        .jpeg()
-        .toFile(join(root, name, `${i}.jpg`));
-    }
-  }
-}
+import { makeFolder } from './helpers/images.js';
 
 describe('image-classifier-trainer --dataset image-folder', () => {
   const cwd = tempFolder();

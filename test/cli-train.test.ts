@@ -229,7 +229,7 @@ describe('image-classifier-trainer', () => {
     expect(existsSync(join(experiments, 'offline'))).toBe(false);
   });
 
-  it('Ctrl-C stops the run, says so, exits 130 and leaves no folder', async () => {
+  it('Ctrl-C stops the run after the step, keeps a checkpoint to resume, exits 130 and writes no run', async () => {
     const child = spawn(
       process.execPath,
       [CLI, '--experiment-name', 'sig', '--run-name', 'r', ...QUICK, '--epochs', '20'],
@@ -245,8 +245,7 @@ describe('image-classifier-trainer', () => {
     });
     const code = await new Promise<number | null>((done) => child.on('close', done));
     expect(code).toBe(130);
-    expect(stderr).toMatch(/interrupted in epoch 2; no run was written/);
-    expect(existsSync(join(experiments, 'sig'))).toBe(true);
-    expect(readdirSync(join(experiments, 'sig'))).toEqual([]);
+    expect(stderr).toMatch(/interrupted in epoch 2; checkpoint saved in .*; resume with: .* --resume/);
+    expect(readdirSync(join(experiments, 'sig'))).toEqual(['.r.partial']);
   });
 });

@@ -50,7 +50,7 @@ describe('library', () => {
     expect(existsSync(join(experiments, 'lib', 'b'))).toBe(false);
   });
 
-  it('an aborted run leaves no folder behind', async () => {
+  it('an aborted run keeps a checkpoint that resume: true continues', async () => {
     const controller = new AbortController();
     const promise = train(
       { ...quick(experiments, 'aborted'), epochs: 3 },
@@ -62,6 +62,27 @@ describe('library', () => {
       },
     );
     await expect(promise).rejects.toThrow(TrainingInterrupted);
-    expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('aborted'))).toEqual([]);
+    const error = (await promise.catch((e: unknown) => e)) as TrainingInterrupted;
+    expect(error.resumeCommand).toMatch(/--run-name aborted .*--resume$/);
+    expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('aborted'))).toEqual([
+      '.aborted.partial',
+    ]);
+
+    const resumed = await train(
+      { experimentName: 'lib', runName: 'aborted', experimentsFolder: experiments },
+      { resume: true },
+    );
+    expect(resumed.metrics.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+    expect(resumed.manifest.resumes).toHaveLength(1);
+    expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('aborted'))).toEqual(['aborted']);
+  });
+
+  it('an abort before training starts leaves nothing behind', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(train(quick(experiments, 'early'), { signal: controller.signal })).rejects.toThrow(
+      /before training started; nothing was written/,
+    );
+    expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('early'))).toEqual([]);
   });
 });

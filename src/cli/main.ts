@@ -7,7 +7,14 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError, probeBackends } from '../backends/select.js';
 import { terminalProgress } from '../reports/progress.js';
+import { reproduce } from '../runs/reproduce.js';
+import { verifyRun } from '../runs/verify.js';
 import { train, TrainingInterrupted } from '../training/train.js';
+
+/** Exit codes besides 0 (success) and 1 (failure): documented in --help and the README. */
+const EXIT_BAD_INPUT = 2;
+const EXIT_DIFFERS = 3;
+const EXIT_INTERRUPTED = 130;
 
 /** The ancestor's snake_case flags keep working, so old commands and scripts run unchanged. */
 const ANCESTOR_ALIASES: Record<string, string[]> = {
@@ -41,6 +48,12 @@ function trainOptions(y: Argv): Argv {
       describe: 'YAML or JSON file of options (keys as flags, kebab- or camelCase); flags override it',
       group: 'Options:',
     })
+    .option('resume', {
+      type: 'boolean',
+      describe:
+        'Continue the interrupted run --experiment-name/--run-name from its checkpoint (its configuration comes from the checkpoint)',
+      group: 'Options:',
+    })
     .example(
       '$0 --experiment-name baseline --run-name run-1',
       'Train the default model on CIFAR-10 (downloaded once)',
@@ -61,7 +74,22 @@ function trainOptions(y: Argv): Argv {
       '$0 --experiment-name baseline --run-name ft --pretrained-model baseline/run-1 --epochs 2',
       'Fine-tune from an earlier run',
     )
-    .example('$0 --config runs/base.yaml --run-name run-2 --seed 1', 'Options from a file, some overridden');
+    .example('$0 --config runs/base.yaml --run-name run-2 --seed 1', 'Options from a file, some overridden')
+    .example('$0 --experiment-name baseline --run-name run-1 --resume', 'Continue a run stopped by Ctrl-C')
+    .epilogue(EXIT_CODES);
+}
+
+const EXIT_CODES =
+  'Exit codes: 0 done; 1 failed; 2 bad input or refused (nothing written); 3 reproduce/verify found differences; 130 interrupted (a checkpoint is kept: --resume continues).';
+
+/** The --experiments-folder option of the subcommands, as the schema describes it. */
+function experimentsFolderOption(y: Argv): Argv {
+  const spec = flagSpecs().find((f) => f.key === 'experimentsFolder')!;
+  return y.option(spec.flag, {
+    type: 'string',
+    describe: spec.description,
+    default: spec.defaultValue as string,
+  });
 }
 
 function groupOf(key: string): string {
@@ -106,7 +134,10 @@ function readConfigFile(path: string): Record<string, unknown> {
   return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [keyName(k), v]));
 }
 
-/** Config file underneath, explicit flags on top; the schema fills in the defaults and validates. */
+/**
+ * Config file underneath, explicit flags on top; the schema fills in the defaults and validates.
+ * With --resume only what was given is passed on: the rest comes from the checkpoint.
+ */
 function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   const fromFile = typeof argv.config === 'string' ? readConfigFile(argv.config) : {};
   const fromFlags: Record<string, unknown> = {};
@@ -118,7 +149,10 @@ function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
     fromFlags[spec.key] = value;
   }
   try {
-    return parseRunConfig({ ...fromFile, ...fromFlags });
+    const merged = { ...fromFile, ...fromFlags };
+    // Validated (and defaulted) by train() against the checkpoint's configuration.
+    if (argv.resume === true) return merged as RunConfigInput;
+    return parseRunConfig(merged);
   } catch (error) {
     if (
       error instanceof ConfigError &&
@@ -137,8 +171,10 @@ async function runTrain(argv: Record<string, unknown>): Promise<void> {
   let interrupts = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
-    if (interrupts > 1) process.exit(130);
-    process.stderr.write(`\n${signal}: stopping after this step (again to quit at once)\n`);
+    if (interrupts > 1) process.exit(EXIT_INTERRUPTED);
+    process.stderr.write(
+      `\n${signal}: stopping after this step to save a checkpoint (again to quit at once)\n`,
+    );
     controller.abort();
   };
   process.on('SIGINT', onSignal);
@@ -148,6 +184,7 @@ async function runTrain(argv: Record<string, unknown>): Promise<void> {
       log: (line) => console.log(line),
       progress: terminalProgress(),
       signal: controller.signal,
+      resume: argv.resume === true,
     });
     const { testAccuracy } = result.manifest.results;
     console.log(`done: test accuracy ${(testAccuracy * 100).toFixed(2)}% -> ${result.runPath}`);
@@ -155,6 +192,72 @@ async function runTrain(argv: Record<string, unknown>): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Ctrl-C while reproducing: stop after the step (the reproduction's checkpoint is kept). */
+function interruptible(): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\n${signal}: stopping after this step\n`);
+    controller.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    done: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+async function runReproduce(argv: Record<string, unknown>): Promise<void> {
+  const { signal, done } = interruptible();
+  try {
+    const report = await reproduce(String(argv.run), {
+      experimentsFolder: argv.experimentsFolder as string,
+      runName: argv.runName as string | undefined,
+      allowDataChange: argv.allowDataChange === true,
+      log: (line) => console.log(line),
+      progress: terminalProgress(),
+      signal,
+    });
+    console.log(`\nreproduction of ${report.original}: ${report.reproduction}`);
+    if (report.lineage.length > 0)
+      console.log(`lineage: ${[report.original, ...report.lineage].join(' <- ')}`);
+    const same = report.weights.original === report.weights.reproduction;
+    console.log(
+      `weights sha256: ${report.weights.original.slice(0, 16)} -> ${report.weights.reproduction.slice(0, 16)} (${same ? 'same' : 'different'})`,
+    );
+    console.log(
+      report.metricDifferences.length === 0
+        ? 'metrics: all equal'
+        : `metrics: ${report.metricDifferences.length} differ\n  ${report.metricDifferences.slice(0, 10).join('\n  ')}`,
+    );
+    console.log(
+      report.environmentDifferences.length === 0
+        ? 'environment: the same'
+        : `environment differs:\n  ${report.environmentDifferences.join('\n  ')}`,
+    );
+    for (const change of report.inputChanges) console.log(`input changed: ${change}`);
+    console.log(report.verdict);
+    if (!report.identical) process.exitCode = EXIT_DIFFERS;
+  } finally {
+    done();
+  }
+}
+
+async function runVerify(argv: Record<string, unknown>): Promise<void> {
+  const report = await verifyRun(String(argv.run), argv.experimentsFolder as string);
+  for (const f of report.files) console.log(`${f.status.padEnd(8)} ${f.file}`);
+  const bad = report.files.filter((f) => f.status !== 'ok');
+  console.log(
+    bad.length === 0
+      ? `${report.path}: all ${report.files.length} files match run.json`
+      : `${report.path}: ${bad.length} of ${report.files.length} files changed or missing since the run was written`,
+  );
+  if (!report.ok) process.exitCode = EXIT_DIFFERS;
 }
 
 async function runDoctor(): Promise<void> {
@@ -179,6 +282,30 @@ export async function main(args: string[]): Promise<void> {
     .usage('$0 [options]: train an image classifier and write experiments/<experiment>/<run>/')
     .command('$0', 'Train a model (the default command)', trainOptions, async (argv) => runTrain(argv))
     .command(
+      'reproduce <run>',
+      'Retrain <experiment>/<run> from its run.json into a new run and compare: exit 0 when bit-identical, 3 when not',
+      (y) =>
+        experimentsFolderOption(y)
+          .positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' })
+          .option('run-name', { type: 'string', describe: 'Name of the new run (default <run>-repro-N)' })
+          .option('allow-data-change', {
+            type: 'boolean',
+            describe:
+              "Go on when the data or the parent run's weights no longer match the recorded checksums",
+          })
+          .epilogue(EXIT_CODES),
+      async (argv) => runReproduce(argv),
+    )
+    .command(
+      'verify <run>',
+      "Check a run's files against the sha256 hashes in its run.json: exit 0 when unchanged, 3 when not",
+      (y) =>
+        experimentsFolderOption(y)
+          .positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' })
+          .epilogue(EXIT_CODES),
+      async (argv) => runVerify(argv),
+    )
+    .command(
       'doctor',
       'List the compute backends: which load and work here, and why the others do not',
       {},
@@ -192,13 +319,13 @@ export async function main(args: string[]): Promise<void> {
     .version()
     .fail((message, error) => {
       if (error) throw error;
-      fail(message, 2);
+      fail(message, EXIT_BAD_INPUT);
     });
   try {
     await parser.parseAsync();
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof BackendError) fail(error.message, 2);
-    if (error instanceof TrainingInterrupted) fail(`${error.message}; no run was written`, 130);
+    if (error instanceof ConfigError || error instanceof BackendError) fail(error.message, EXIT_BAD_INPUT);
+    if (error instanceof TrainingInterrupted) fail(error.message, EXIT_INTERRUPTED);
     fail(error instanceof Error ? error.message.split('\n')[0]! : String(error), 1);
   }
 }

@@ -17,12 +17,29 @@ export interface LoadedRun {
   loadModel(): Promise<tf.LayersModel>;
 }
 
-/** `run` is `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
-export async function loadRun(run: string, experimentsFolder = './experiments'): Promise<LoadedRun> {
+/** The folder of `run`: `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
+export function findRunFolder(run: string, experimentsFolder = './experiments'): string {
   const candidates = [resolve(experimentsFolder, run), resolve(run)];
   const path = candidates.find((p) => existsSync(join(p, MANIFEST_FILE)));
   if (!path) throw new ConfigError(`no run at ${candidates[0]} (a run folder has a ${MANIFEST_FILE})`);
-  const manifest = JSON.parse(await readFile(join(path, MANIFEST_FILE), 'utf8')) as Manifest;
+  return path;
+}
+
+/** A run's manifest (run.json). */
+export async function readManifest(path: string): Promise<Manifest> {
+  try {
+    return JSON.parse(await readFile(join(path, MANIFEST_FILE), 'utf8')) as Manifest;
+  } catch (error) {
+    throw new ConfigError(
+      `${join(path, MANIFEST_FILE)}: cannot be read (${(error as Error).message.split('\n')[0]})`,
+    );
+  }
+}
+
+/** `run` is `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
+export async function loadRun(run: string, experimentsFolder = './experiments'): Promise<LoadedRun> {
+  const path = findRunFolder(run, experimentsFolder);
+  const manifest = await readManifest(path);
   const metrics = JSON.parse(await readFile(join(path, 'metrics.json'), 'utf8')) as Metrics;
   return { path, manifest, metrics, loadModel: () => loadModelFile(join(path, 'model', MODEL_FILE)) };
 }

@@ -45,7 +45,12 @@ export interface Manifest {
     std: number[];
     output: 'logits';
   };
+  /** The run whose weights this one started from (`--pretrained-model`): its lineage. */
   pretrained: { path: string; run: string | null; weightsSha256: string } | null;
+  /** Each time the run was resumed after an interruption: when, and from which epoch and step. */
+  resumes: Array<{ at: string; epoch: number; step: number }>;
+  /** The run this one reproduces (`image-classifier-trainer reproduce`), as `<experiment>/<run>`. */
+  reproductionOf: string | null;
   results: { testAccuracy: number; testLoss: number; validationAccuracy: number; validationLoss: number };
   timing: {
     start: string;
@@ -101,7 +106,7 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /** Quotes a value for a POSIX shell only when needed. */
-function shellWord(value: string): string {
+export function shellWord(value: string): string {
   return /^[A-Za-z0-9_./:=@,+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 

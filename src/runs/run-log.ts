@@ -14,8 +14,9 @@ export class RunLog {
     else this.pending.push(text);
   };
 
-  open(path: string): void {
-    this.file = createWriteStream(path);
+  /** `append`: a resumed run adds to the log it already has. */
+  open(path: string, append = false): void {
+    this.file = createWriteStream(path, { flags: append ? 'a' : 'w' });
     for (const text of this.pending.splice(0)) this.file.write(text + '\n');
   }
 

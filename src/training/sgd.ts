@@ -45,6 +45,14 @@ export class Sgd {
     return this.buffers;
   }
 
+  /** Restores momentum buffers saved from state() (a checkpoint), bit for bit. */
+  setState(values: Float32Array[]): void {
+    if (values.length !== this.buffers.length || values.some((v, i) => v.length !== this.buffers[i]!.size)) {
+      throw new Error('the checkpoint does not fit this model (other optimiser state shapes)');
+    }
+    tf.tidy(() => this.buffers.forEach((b, i) => b.assign(tf.tensor(values[i]!, b.shape))));
+  }
+
   dispose(): void {
     for (const b of this.buffers) b.dispose();
   }

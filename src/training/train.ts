@@ -1,5 +1,6 @@
 // train(): one run from configuration to a complete run folder. Read it top to bottom:
-// config -> backend -> data -> model -> epochs of SGD -> test evaluation -> files -> rename into place.
+// config -> backend -> data -> model -> epochs of SGD (checkpoint after each) -> test evaluation ->
+// files -> rename into place. Interrupted, it saves a checkpoint that `--resume` continues from.
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -15,10 +16,19 @@ import { loadModelFile, MODEL_FILE, saveModel } from '../models/io.js';
 import { renderAccuracyChart, renderCurves } from '../reports/charts.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import {
+  loadCheckpoint,
+  removeCheckpoint,
+  saveCheckpoint,
+  tensorValues,
+  type Checkpoint,
+  type LoopState,
+} from '../runs/checkpoint.js';
+import {
   gitState,
   MANIFEST_FILE,
   rerunCommand,
   sha256File,
+  shellWord,
   systemInfo,
   versions,
   type Manifest,
@@ -27,8 +37,10 @@ import { RunLog } from '../runs/run-log.js';
 import {
   abandonRunFolder,
   assertRunIsNew,
+  claimResumable,
   commitRunFolder,
   createRunFolder,
+  suspendRunFolder,
   type RunFolder,
 } from '../runs/run-folder.js';
 import { assembleBatch, channelStatistics, type Normalization } from './batches.js';
@@ -39,13 +51,26 @@ import { Sgd } from './sgd.js';
 export const METRICS_FILE = 'metrics.json';
 export const LOG_FILE = 'train.log';
 
-export interface TrainHooks {
+export interface TrainOptions {
   /** Receives each log line (they also go to the run's train.log). */
   log?: (line: string) => void;
   /** Progress bars for long work (download, decode, epochs). */
   progress?: ProgressFactory;
-  /** Aborting stops training after the current step; no run folder is left behind. */
+  /**
+   * Aborting stops training after the current step: the run's state is saved as a checkpoint in
+   * `<experiment>/.<run>.partial/` and the promise rejects with a TrainingInterrupted that says how
+   * to resume. Aborted before training starts, nothing is left behind.
+   */
   signal?: AbortSignal;
+  /**
+   * Continue the interrupted run `<experiment>/<run>` from its checkpoint. Its configuration comes
+   * from the checkpoint; options given in `input` besides the names and folders must agree with it.
+   */
+  resume?: boolean;
+  /** Called with the dataset's checksums once it is loaded, before training; throw to refuse. */
+  checkData?: (checksums: Record<string, string>) => void;
+  /** Recorded in run.json: the run this one reproduces (`<experiment>/<run>`). */
+  reproductionOf?: string;
 }
 
 export interface EpochMetrics {
@@ -73,80 +98,165 @@ export interface TrainResult {
 
 export class TrainingInterrupted extends Error {
   override name = 'TrainingInterrupted';
+  constructor(
+    message: string,
+    /** The command that resumes the run (absent when nothing was saved). */
+    readonly resumeCommand?: string,
+    /** Where the interrupted run and its checkpoint wait. */
+    readonly partialPath?: string,
+  ) {
+    super(message);
+  }
 }
 
-export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const config = parseRunConfig(input);
-  const progress = hooks.progress ?? silentProgress;
-  const startedAt = new Date();
-  const runLog = new RunLog(hooks.log);
+/** Thrown inside the training loop when the signal aborts: the state after the last step done. */
+class StopRequested extends Error {
+  constructor(readonly state: LoopState) {
+    super('stop requested');
+  }
+}
+
+/** Keys that name a run and where things go, rather than what is trained. */
+const LOCATION_KEYS = new Set(['experimentName', 'runName', 'experimentsFolder', 'dataFolder']);
+
+export async function train(input: RunConfigInput, options: TrainOptions = {}): Promise<TrainResult> {
+  const progress = options.progress ?? silentProgress;
+  const runLog = new RunLog(options.log);
   const log = runLog.line;
 
   // Everything that can be refused is refused before any work, and before a folder exists.
-  assertRunIsNew(config.experimentsFolder, config.experimentName, config.runName);
-  const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
-
-  const backend = await selectBackend(config);
-  log(
-    `backend: ${backend.name} (${backend.package}, ${backend.device}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
-  );
-
-  const dataset = await loadDataset({
-    dataset: config.dataset,
-    datasetFolder: config.datasetFolder,
-    cacheFolder: config.dataFolder,
-    imageSize: { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] },
-    seed: config.seed,
-    numWorkers: config.numWorkers ?? availableParallelism(),
-    testSplit: config.testSplit,
-    downloadUrl: config.downloadUrl,
-    download: true,
-    progress,
-    log,
-  });
-  const { train: trainSet, validation: validationSet } = splitValidation(
-    dataset.train,
-    config.validationSplit,
-    config.seed,
-  );
-  const validation = validationSet ?? dataset.test;
-  const numClasses = dataset.classNames.length;
-  log(
-    `data: ${dataset.kind} from ${dataset.source}: ${trainSet.count} train, ` +
-      `${validationSet ? `${validationSet.count} validation` : 'validating on the test split'}, ${dataset.test.count} test, ${numClasses} classes`,
-  );
-
-  const normalization = channelStatistics(trainSet);
-  const model = buildModel(config.model, { inputShape: INPUT_SHAPE, numClasses, seed: config.seed });
-  let pretrained: Manifest['pretrained'] = null;
-  if (pretrainedPath) {
-    pretrained = await loadPretrainedWeights(model, pretrainedPath, config).catch((error: unknown) => {
-      model.dispose();
+  let config: RunConfig;
+  let resumeFolder: RunFolder | undefined;
+  let checkpoint: Checkpoint | undefined;
+  if (options.resume) {
+    const named = parseRunConfig(input);
+    resumeFolder = await claimResumable(named.experimentsFolder, named.experimentName, named.runName);
+    try {
+      checkpoint = await loadCheckpoint(resumeFolder.tmpPath);
+      config = resumedConfig(input, named, checkpoint.config);
+    } catch (error) {
+      await suspendRunFolder(resumeFolder, named.runName);
       throw error;
-    });
-    log(`pretrained: weights from ${pretrained.path}`);
+    }
+  } else {
+    config = parseRunConfig(input);
+    assertRunIsNew(config.experimentsFolder, config.experimentName, config.runName);
   }
+  const startedAt = checkpoint ? new Date(checkpoint.startedAt) : new Date();
+  // A resumed run gives the folder back as it was if it stops before training again.
+  const giveBack = async () => {
+    if (resumeFolder) await suspendRunFolder(resumeFolder, config.runName);
+  };
 
-  const folder = await createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
-  runLog.open(join(folder.tmpPath, LOG_FILE));
+  let model: tf.LayersModel | undefined;
+  let folder: RunFolder | undefined = resumeFolder;
   try {
-    const history = await trainEpochs(
-      model,
-      config,
-      trainSet,
-      validation,
-      normalization,
-      numClasses,
-      hooks,
+    const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
+    const backend = await selectBackend(config);
+    log(
+      `backend: ${backend.name} (${backend.package}, ${backend.device}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
+    );
+
+    const dataset = await loadDataset({
+      dataset: config.dataset,
+      datasetFolder: config.datasetFolder,
+      cacheFolder: config.dataFolder,
+      imageSize: { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] },
+      seed: config.seed,
+      numWorkers: config.numWorkers ?? availableParallelism(),
+      testSplit: config.testSplit,
+      downloadUrl: config.downloadUrl,
+      download: true,
       progress,
       log,
+    });
+    if (checkpoint) assertSameData(checkpoint.dataChecksums, dataset.checksums);
+    options.checkData?.(dataset.checksums);
+    const { train: trainSet, validation: validationSet } = splitValidation(
+      dataset.train,
+      config.validationSplit,
+      config.seed,
     );
-    const trainSeconds = history.reduce((s, h) => s + h.seconds, 0);
+    const validation = validationSet ?? dataset.test;
+    const numClasses = dataset.classNames.length;
+    log(
+      `data: ${dataset.kind} from ${dataset.source}: ${trainSet.count} train, ` +
+        `${validationSet ? `${validationSet.count} validation` : 'validating on the test split'}, ${dataset.test.count} test, ${numClasses} classes`,
+    );
+
+    const normalization = channelStatistics(trainSet);
+    model = buildModel(config.model, { inputShape: INPUT_SHAPE, numClasses, seed: config.seed });
+    let pretrained: Manifest['pretrained'] = null;
+    if (pretrainedPath) {
+      pretrained = await loadPretrainedWeights(model, pretrainedPath, config);
+      log(`pretrained: weights from ${pretrained.path}`);
+    }
+    // The training state: fresh, or exactly as the checkpoint left it.
+    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const optimizer = new Sgd(variables, config);
+    const random = new Random(config.seed);
+    let start: LoopState | null = null;
+    const resumes = checkpoint ? [...checkpoint.resumes] : [];
+    if (checkpoint) {
+      restoreWeights(model, checkpoint.weights);
+      optimizer.setState(checkpoint.momentum);
+      random.setState(checkpoint.state.randomState);
+      start = checkpoint.state;
+      resumes.push({ at: new Date().toISOString(), epoch: start.epoch, step: start.step });
+      log(`resumed: epoch ${start.epoch}, ${start.step} steps done (checkpoint of ${checkpoint.savedAt})`);
+    }
+
+    if (options.signal?.aborted) {
+      throw new TrainingInterrupted('interrupted before training started; nothing was written');
+    }
+    folder ??= await createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
+    const tmpPath = folder.tmpPath;
+    runLog.open(join(tmpPath, LOG_FILE), checkpoint !== undefined);
+    const save = (state: LoopState, reason: Checkpoint['reason']) =>
+      saveCheckpoint(tmpPath, {
+        schemaVersion: 1,
+        reason,
+        savedAt: new Date().toISOString(),
+        startedAt: startedAt.toISOString(),
+        config,
+        dataChecksums: dataset.checksums,
+        resumes,
+        state,
+        weights: tensorValues(model!.weights.map((w) => w.read())),
+        momentum: tensorValues(optimizer.state()),
+      });
+
+    let history: EpochMetrics[];
+    try {
+      history = await trainEpochs(
+        { model, variables, optimizer, random, config, trainSet, validation, normalization, numClasses },
+        start,
+        { signal: options.signal, progress, log, onEpochEnd: (state) => save(state, 'epoch-end') },
+      );
+    } catch (error) {
+      if (!(error instanceof StopRequested)) throw error;
+      await save(error.state, 'interrupted');
+      const { epoch, step } = error.state;
+      const resumeCommand = resumeCommandFor(config);
+      log(`interrupted in epoch ${epoch} after ${step} steps; checkpoint saved`);
+      await runLog.close();
+      const partial = await suspendRunFolder(folder, config.runName);
+      folder = undefined;
+      throw new TrainingInterrupted(
+        `interrupted in epoch ${epoch}; checkpoint saved in ${partial}; resume with: ${resumeCommand}`,
+        resumeCommand,
+        partial,
+      );
+    } finally {
+      optimizer.dispose();
+    }
+    const trainSeconds = history.reduce((sum, h) => sum + h.seconds, 0);
     const test = evaluateModel(model, dataset.test, normalization, numClasses);
     log(
       `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`,
     );
     const metrics: Metrics = { history, test: { ...test, classNames: dataset.classNames } };
+    await removeCheckpoint(tmpPath);
     const manifest = await writeRun(folder, model, config, {
       backend,
       dataset,
@@ -156,103 +266,209 @@ export async function train(input: RunConfigInput, hooks: TrainHooks = {}): Prom
       metrics,
       startedAt,
       trainSeconds,
+      resumes,
+      reproductionOf: options.reproductionOf ?? null,
       log,
     });
     await runLog.close();
     await commitRunFolder(folder);
-    hooks.log?.(`run written to ${folder.finalPath}`);
+    options.log?.(`run written to ${folder.finalPath}`);
     return { runPath: folder.finalPath, manifest, metrics };
   } catch (error) {
     await runLog.close();
-    await abandonRunFolder(folder);
+    if (folder === resumeFolder) await giveBack();
+    else if (folder) await abandonRunFolder(folder);
     throw error;
   } finally {
-    model.dispose();
+    model?.dispose();
   }
 }
 
+/**
+ * The configuration of a resumed run: the checkpoint's, with the names and folders of this call.
+ * Other options that the caller set and that differ from the checkpoint's are refused.
+ */
+function resumedConfig(input: RunConfigInput, named: RunConfig, saved: RunConfig): RunConfig {
+  const given = input as Record<string, unknown>;
+  const differing = Object.keys(given).filter(
+    (key) =>
+      !LOCATION_KEYS.has(key) &&
+      given[key] !== undefined &&
+      JSON.stringify((named as Record<string, unknown>)[key]) !==
+        JSON.stringify((saved as Record<string, unknown>)[key]),
+  );
+  if (differing.length > 0) {
+    const key = differing[0]!;
+    throw new ConfigError(
+      `--resume continues the run as it was configured: --${flagName(key)} is ${JSON.stringify((saved as Record<string, unknown>)[key])} in its checkpoint (got ${JSON.stringify(given[key])})`,
+    );
+  }
+  return {
+    ...saved,
+    experimentName: named.experimentName,
+    runName: named.runName,
+    experimentsFolder: named.experimentsFolder,
+    dataFolder: named.dataFolder,
+  };
+}
+
+function assertSameData(recorded: Record<string, string>, now: Record<string, string>): void {
+  const changed = Object.keys(recorded).filter((k) => recorded[k] !== now[k]);
+  if (changed.length > 0) {
+    throw new ConfigError(
+      `--resume: the data changed since the run started (${changed.join(', ')} checksum differs); it cannot continue on other data`,
+    );
+  }
+}
+
+function resumeCommandFor(config: RunConfig): string {
+  const words = [
+    'image-classifier-trainer',
+    `--${flagName('experimentName')}`,
+    config.experimentName,
+    `--${flagName('runName')}`,
+    config.runName,
+  ];
+  const defaults = parseRunConfig({ experimentName: 'x', runName: 'x' });
+  for (const key of ['experimentsFolder', 'dataFolder'] as const) {
+    if (config[key] !== defaults[key]) words.push(`--${flagName(key)}`, config[key]);
+  }
+  words.push('--resume');
+  return words.map(shellWord).join(' ');
+}
+
+function restoreWeights(model: tf.LayersModel, values: Float32Array[]): void {
+  const weights = model.weights;
+  if (values.length !== weights.length || values.some((v, i) => v.length !== weights[i]!.read().size)) {
+    throw new Error('the checkpoint does not fit this model (other layer shapes)');
+  }
+  tf.tidy(() => weights.forEach((w, i) => w.write(tf.tensor(values[i]!, w.read().shape))));
+}
+
+interface TrainingSetup {
+  model: tf.LayersModel;
+  variables: tf.Variable[];
+  optimizer: Sgd;
+  random: Random;
+  config: RunConfig;
+  trainSet: ImageSet;
+  validation: ImageSet;
+  normalization: Normalization;
+  numClasses: number;
+}
+
+interface LoopHooks {
+  signal?: AbortSignal;
+  progress: ProgressFactory;
+  log: (line: string) => void;
+  onEpochEnd: (state: LoopState) => Promise<void>;
+}
+
+/** The epochs of SGD, from the start or from `start` (a checkpoint's state). */
 async function trainEpochs(
-  model: tf.LayersModel,
-  config: RunConfig,
-  trainSet: ImageSet,
-  validation: ImageSet,
-  normalization: Normalization,
-  numClasses: number,
-  hooks: TrainHooks,
-  progress: ProgressFactory,
-  log: (line: string) => void,
+  setup: TrainingSetup,
+  start: LoopState | null,
+  hooks: LoopHooks,
 ): Promise<EpochMetrics[]> {
+  const { model, variables, optimizer, random, config, trainSet, validation, normalization, numClasses } =
+    setup;
   const { batchSize, epochs } = config;
-  const random = new Random(config.seed);
-  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = new Sgd(variables, config);
+  const { progress, log } = hooks;
   const stepsPerEpoch = Math.ceil(trainSet.count / batchSize);
   const schedule = learningRateSchedule(config, stepsPerEpoch * epochs);
   const augmentation = { flip: config.randomFlip, crop: config.randomCrop };
   const imageSize = trainSet.height * trainSet.width * trainSet.channels;
   const x = new Float32Array(batchSize * imageSize);
   const y = new Int32Array(batchSize);
-  const order = Int32Array.from({ length: trainSet.count }, (_, i) => i);
-  const history: EpochMetrics[] = [];
+  if (start && start.order.length !== trainSet.count) {
+    throw new Error(
+      `the checkpoint's image order has ${start.order.length} images, the training split ${trainSet.count}`,
+    );
+  }
+  const order = start
+    ? Int32Array.from(start.order)
+    : Int32Array.from({ length: trainSet.count }, (_, i) => i);
+  const history: EpochMetrics[] = start ? [...start.history] : [];
+  // A checkpoint taken at the end of an epoch continues with the next one.
+  const midEpoch = start !== null && start.step < stepsPerEpoch;
+  const firstEpoch = start === null ? 1 : midEpoch ? start.epoch : start.epoch + 1;
 
-  try {
-    for (let epoch = 1; epoch <= epochs; epoch++) {
-      random.shuffle(order);
-      const bar = progress(`epoch ${epoch}/${epochs}`, trainSet.count, 'images');
-      const started = performance.now();
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      let learningRate = 0;
-      for (let step = 0; step < stepsPerEpoch; step++) {
-        if (hooks.signal?.aborted) {
-          bar.stop();
-          throw new TrainingInterrupted(`interrupted in epoch ${epoch}`);
-        }
-        const n = Math.min(batchSize, trainSet.count - step * batchSize);
-        assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
-        learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
-        const [loss, hits] = trainStep(
-          model,
-          variables,
-          optimizer,
-          x,
-          y,
-          n,
-          numClasses,
-          config.labelSmoothing,
-          learningRate,
-        );
-        lossSum += loss * n;
-        correct += hits;
-        seen += n;
-        const elapsed = (performance.now() - started) / 1000;
-        bar.update(seen, { loss: (lossSum / seen).toFixed(4), 'img/s': Math.round(seen / elapsed) });
-        // Let signal handlers and the progress bar run between steps.
-        if (step % 8 === 7) await new Promise((r) => setImmediate(r));
+  for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
+    const resuming = midEpoch && epoch === start!.epoch;
+    if (!resuming) random.shuffle(order);
+    const sums = resuming
+      ? { ...start!.sums }
+      : { lossSum: 0, correct: 0, seen: 0, seconds: 0, learningRate: 0 };
+    const firstStep = resuming ? start!.step : 0;
+    const bar = progress(`epoch ${epoch}/${epochs}`, trainSet.count, 'images');
+    bar.update(sums.seen);
+    const started = performance.now();
+    const seenBefore = sums.seen;
+    const snapshot = (step: number): LoopState => ({
+      epoch,
+      step,
+      order,
+      randomState: random.state,
+      history,
+      sums: { ...sums, seconds: sums.seconds + (performance.now() - started) / 1000 },
+    });
+    for (let step = firstStep; step < stepsPerEpoch; step++) {
+      if (hooks.signal?.aborted) {
+        bar.stop();
+        throw new StopRequested(snapshot(step));
       }
-      bar.stop();
-      const seconds = (performance.now() - started) / 1000;
-      const validationResult = evaluateModel(model, validation, normalization, numClasses);
-      const metrics: EpochMetrics = {
-        epoch,
-        trainLoss: lossSum / seen,
-        trainAccuracy: correct / seen,
-        validationLoss: validationResult.loss,
-        validationAccuracy: validationResult.accuracy,
-        learningRate,
-        seconds,
-        imagesPerSecond: seen / seconds,
-      };
-      history.push(metrics);
-      log(
-        `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${(metrics.trainAccuracy * 100).toFixed(2)}% | ` +
-          `validation loss ${metrics.validationLoss.toFixed(4)} acc ${(metrics.validationAccuracy * 100).toFixed(2)}% | ` +
-          `${seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
+      const n = Math.min(batchSize, trainSet.count - step * batchSize);
+      assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
+      sums.learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
+      const [loss, hits] = trainStep(
+        model,
+        variables,
+        optimizer,
+        x,
+        y,
+        n,
+        numClasses,
+        config.labelSmoothing,
+        sums.learningRate,
       );
+      sums.lossSum += loss * n;
+      sums.correct += hits;
+      sums.seen += n;
+      const elapsed = (performance.now() - started) / 1000;
+      bar.update(sums.seen, {
+        loss: (sums.lossSum / sums.seen).toFixed(4),
+        'img/s': Math.round((sums.seen - seenBefore) / elapsed),
+      });
+      // Let signal handlers and the progress bar run between steps.
+      if (step % 8 === 7) await new Promise((r) => setImmediate(r));
     }
-  } finally {
-    optimizer.dispose();
+    bar.stop();
+    sums.seconds += (performance.now() - started) / 1000;
+    const validationResult = evaluateModel(model, validation, normalization, numClasses);
+    const metrics: EpochMetrics = {
+      epoch,
+      trainLoss: sums.lossSum / sums.seen,
+      trainAccuracy: sums.correct / sums.seen,
+      validationLoss: validationResult.loss,
+      validationAccuracy: validationResult.accuracy,
+      learningRate: sums.learningRate,
+      seconds: sums.seconds,
+      imagesPerSecond: sums.seen / sums.seconds,
+    };
+    history.push(metrics);
+    log(
+      `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${(metrics.trainAccuracy * 100).toFixed(2)}% | ` +
+        `validation loss ${metrics.validationLoss.toFixed(4)} acc ${(metrics.validationAccuracy * 100).toFixed(2)}% | ` +
+        `${metrics.seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
+    );
+    await hooks.onEpochEnd({
+      epoch,
+      step: stepsPerEpoch,
+      order,
+      randomState: random.state,
+      history,
+      sums: { ...sums },
+    });
   }
   return history;
 }
@@ -373,6 +589,8 @@ interface RunFacts {
   metrics: Metrics;
   startedAt: Date;
   trainSeconds: number;
+  resumes: Manifest['resumes'];
+  reproductionOf: string | null;
   log: (line: string) => void;
 }
 
@@ -431,6 +649,8 @@ async function writeRun(
     },
     preprocessing: { inputShape: INPUT_SHAPE, scale: 1 / 255, ...facts.normalization, output: 'logits' },
     pretrained: facts.pretrained,
+    resumes: facts.resumes,
+    reproductionOf: facts.reproductionOf,
     results: {
       testAccuracy: metrics.test.accuracy,
       testLoss: metrics.test.loss,
