@@ -7,7 +7,10 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError, probeBackends } from '../backends/select.js';
 import { terminalProgress } from '../reports/progress.js';
+import { compareRuns, comparisonTable } from '../runs/compare.js';
 import { reproduce } from '../runs/reproduce.js';
+import { runSweep, sweepMatrix } from '../sweeps/run-sweep.js';
+import { describeParams } from '../sweeps/sweep-file.js';
 import { verifyRun } from '../runs/verify.js';
 import { train, TrainingInterrupted } from '../training/train.js';
 
@@ -26,12 +29,17 @@ const ANCESTOR_ALIASES: Record<string, string[]> = {
   pretrainedModel: ['pretrained_model'],
 };
 
-function trainOptions(y: Argv): Argv {
+/** The run configuration's flags (from the schema); `omit` leaves some out, `optional` requires none. */
+function addRunFlags(
+  y: Argv,
+  { omit = [], optional = false }: { omit?: string[]; optional?: boolean } = {},
+): Argv {
   for (const spec of flagSpecs()) {
+    if (omit.includes(spec.key)) continue;
     const option: Options = {
       type: spec.type,
       describe: spec.description,
-      group: spec.required ? 'Required:' : groupOf(spec.key),
+      group: spec.required && !optional ? 'Required:' : groupOf(spec.key),
     };
     // Choices are listed in the help but checked by the schema, whose message fits on one line.
     if (spec.choices) option.describe += ` (${spec.choices.join(', ')})`;
@@ -42,7 +50,11 @@ function trainOptions(y: Argv): Argv {
     if (aliases && aliases.length > 0) option.alias = aliases;
     y.option(spec.flag, option);
   }
-  return y
+  return y;
+}
+
+function trainOptions(y: Argv): Argv {
+  return addRunFlags(y)
     .option('config', {
       type: 'string',
       describe: 'YAML or JSON file of options (keys as flags, kebab- or camelCase); flags override it',
@@ -134,20 +146,26 @@ function readConfigFile(path: string): Record<string, unknown> {
   return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [keyName(k), v]));
 }
 
+/** The run flags given explicitly on the command line (yargs sets no defaults), by schema key. */
+function givenFlags(argv: Record<string, unknown>, omit: string[] = []): Record<string, unknown> {
+  const given: Record<string, unknown> = {};
+  for (const spec of flagSpecs()) {
+    const value = argv[spec.key];
+    if (value === undefined || omit.includes(spec.key)) continue;
+    if (typeof value === 'number' && Number.isNaN(value))
+      throw new ConfigError(`--${spec.flag} must be a number`);
+    given[spec.key] = value;
+  }
+  return given;
+}
+
 /**
  * Config file underneath, explicit flags on top; the schema fills in the defaults and validates.
  * With --resume only what was given is passed on: the rest comes from the checkpoint.
  */
 function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   const fromFile = typeof argv.config === 'string' ? readConfigFile(argv.config) : {};
-  const fromFlags: Record<string, unknown> = {};
-  for (const spec of flagSpecs()) {
-    const value = argv[spec.key];
-    if (value === undefined) continue;
-    if (typeof value === 'number' && Number.isNaN(value))
-      throw new ConfigError(`--${spec.flag} must be a number`);
-    fromFlags[spec.key] = value;
-  }
+  const fromFlags = givenFlags(argv);
   try {
     const merged = { ...fromFile, ...fromFlags };
     // Validated (and defaulted) by train() against the checkpoint's configuration.
@@ -260,6 +278,77 @@ async function runVerify(argv: Record<string, unknown>): Promise<void> {
   if (!report.ok) process.exitCode = EXIT_DIFFERS;
 }
 
+async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
+  const file = String(argv.file);
+  const base = {
+    ...(typeof argv.config === 'string' ? readConfigFile(argv.config) : {}),
+    ...givenFlags(argv, ['experimentName']),
+  };
+  if (argv.matrix === true) {
+    console.log(JSON.stringify(sweepMatrix(file, base)));
+    return;
+  }
+  const { signal, done } = interruptible();
+  try {
+    const result = await runSweep(file, {
+      experimentName: argv.experimentName as string | undefined,
+      experimentsFolder: base.experimentsFolder as string | undefined,
+      base,
+      parallel: argv.parallel as number | undefined,
+      only: argv.trial as string[] | undefined,
+      log: (line) => console.log(line),
+      signal,
+    });
+    console.log(`\n${comparisonTable(result.comparison)}\n`);
+    const best = result.trials.find((t) => t.name === result.best);
+    console.log(
+      best
+        ? `best trial: ${best.name} (${describeParams({ name: best.name, params: best.params })}): ${result.sweep.metric.name} ${best.metric!.toFixed(4)}`
+        : 'no trial finished',
+    );
+    console.log(
+      `summary: ${result.summaryFile}${result.comparison.chart ? `, ${result.comparison.chart}` : ''}`,
+    );
+    const failed = result.trials.filter((t) => t.status === 'failed');
+    const interrupted = result.trials.filter((t) => t.status === 'interrupted');
+    if (failed.length > 0) console.log(`failed: ${failed.map((t) => `${t.name} (${t.error})`).join('; ')}`);
+    if (interrupted.length > 0) {
+      console.log(
+        `interrupted: ${interrupted.map((t) => t.name).join(', ')} (rerun the same command to resume)`,
+      );
+      process.exitCode = EXIT_INTERRUPTED;
+    } else if (failed.length > 0) process.exitCode = 1;
+  } finally {
+    done();
+  }
+}
+
+async function runRunsCommand(argv: Record<string, unknown>): Promise<void> {
+  const comparison = await compareRuns(String(argv.experiment), {
+    experimentsFolder: argv.experimentsFolder as string,
+    writeChart: argv.chart !== false,
+  });
+  if (argv.json === true) {
+    const { rows, ...rest } = comparison;
+    // Per-epoch histories make the JSON long; the table's fields are what machines compare.
+    console.log(
+      JSON.stringify(
+        { ...rest, rows: rows.map(({ history, ...row }) => ({ ...row, epochs: history.length })) },
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  if (comparison.rows.length === 0) {
+    console.log(`no runs in ${comparison.path}`);
+    return;
+  }
+  console.log(comparisonTable(comparison));
+  if (comparison.best) console.log(`\n* best validation accuracy: ${comparison.best}`);
+  if (comparison.chart) console.log(`chart: ${comparison.chart}`);
+}
+
 async function runDoctor(): Promise<void> {
   console.log(`node ${process.version}, ${process.platform} ${process.arch}`);
   const reports = await probeBackends();
@@ -304,6 +393,65 @@ export async function main(args: string[]): Promise<void> {
           .positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' })
           .epilogue(EXIT_CODES),
       async (argv) => runVerify(argv),
+    )
+    .command(
+      'sweep <file>',
+      'Run the trials of a W&B-style sweep file (grid or random) as runs of one experiment, then compare them',
+      (y) =>
+        addRunFlags(y, { omit: ['runName'], optional: true })
+          .positional('file', {
+            type: 'string',
+            describe: 'Sweep file (YAML or JSON): method, metric, parameters, run_cap',
+          })
+          .option('config', {
+            type: 'string',
+            describe: 'YAML or JSON file of options for every trial',
+            group: 'Options:',
+          })
+          .option('parallel', {
+            type: 'number',
+            describe: 'Trials trained at the same time (each gets cores / N threads)',
+            default: 1,
+            group: 'Sweep:',
+          })
+          .option('trial', {
+            type: 'string',
+            array: true,
+            describe: 'Run only these trials (e.g. trial-02): one CI job each',
+            group: 'Sweep:',
+          })
+          .option('matrix', {
+            type: 'boolean',
+            describe: 'Print the trials as a GitHub Actions matrix (JSON) and exit',
+            group: 'Sweep:',
+          })
+          .example(
+            '$0 sweep sweep.yaml --dataset synthetic --epochs 2',
+            'Every trial on generated data, 2 epochs',
+          )
+          .example('$0 sweep sweep.yaml --parallel 2', 'Two trials at a time')
+          .epilogue(
+            'Finished trials are skipped and interrupted ones resumed when the same sweep runs again. ' +
+              EXIT_CODES,
+          ),
+      async (argv) => runSweepCommand(argv),
+    )
+    .command(
+      'runs <experiment>',
+      'Compare the runs of an experiment: a table (or --json) and <experiment>/comparison.png',
+      (y) =>
+        experimentsFolderOption(y)
+          .positional('experiment', {
+            type: 'string',
+            describe: 'Experiment name (a folder under the experiments folder)',
+          })
+          .option('json', { type: 'boolean', describe: 'Print JSON instead of the table' })
+          .option('chart', {
+            type: 'boolean',
+            default: true,
+            describe: 'Write comparison.png (--no-chart: do not)',
+          }),
+      async (argv) => runRunsCommand(argv),
     )
     .command(
       'doctor',

@@ -1,6 +1,6 @@
 // Charts as PNG: chart.js drawn on @napi-rs/canvas (its binary ships inside npm packages, unlike
 // `canvas`, which chartjs-node-canvas needs and which fails to install offline).
-import { createCanvas } from '@napi-rs/canvas';
+import { createCanvas, type Canvas } from '@napi-rs/canvas';
 import { Chart, registerables, type ChartConfiguration } from 'chart.js';
 
 Chart.register(...registerables);
@@ -21,6 +21,11 @@ const whiteBackground = {
 };
 
 function render(config: ChartConfiguration, width = WIDTH, height = HEIGHT): Buffer {
+  return draw(config, (canvas) => canvas.toBuffer('image/png'), width, height);
+}
+
+/** Draws a chart and hands its canvas to `use` (destroying the chart clears the canvas). */
+function draw<T>(config: ChartConfiguration, use: (canvas: Canvas) => T, width = WIDTH, height = HEIGHT): T {
   const canvas = createCanvas(width, height);
   // chart.js only needs the 2D context API, which @napi-rs/canvas implements.
   const context = canvas.getContext('2d') as unknown as ConstructorParameters<typeof Chart>[0];
@@ -29,9 +34,11 @@ function render(config: ChartConfiguration, width = WIDTH, height = HEIGHT): Buf
     options: { ...config.options, responsive: false, animation: false, devicePixelRatio: 1 },
     plugins: [...(config.plugins ?? []), whiteBackground],
   });
-  const png = canvas.toBuffer('image/png');
-  chart.destroy();
-  return png;
+  try {
+    return use(canvas);
+  } finally {
+    chart.destroy();
+  }
 }
 
 const titleFont = { size: 18, weight: 'bold' as const };
@@ -132,4 +139,83 @@ export function renderCurves(title: string, history: CurvePoint[]): Buffer {
       },
     },
   });
+}
+
+export interface ComparedRun {
+  name: string;
+  /** Test accuracy (0-1), or null when the run has none (interrupted). */
+  testAccuracy: number | null;
+  history: Array<{ epoch: number; validationAccuracy: number }>;
+}
+
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
+
+/** comparison.png: test accuracy per run (bars; the best run named in the title) above validation accuracy per epoch (one line per run). */
+export function renderComparison(title: string, runs: ComparedRun[], best: string | null): Buffer {
+  const canvas = createCanvas(WIDTH, 2 * HEIGHT);
+  const ctx = canvas.getContext('2d');
+  const values = runs.map((r) => (r.testAccuracy === null ? 0 : Math.round(r.testAccuracy * 1000) / 10));
+  draw(
+    {
+      type: 'bar',
+      data: {
+        labels: runs.map((r) => r.name),
+        datasets: [
+          {
+            label: 'test accuracy (%)',
+            data: values,
+            // Each run keeps its colour in both charts.
+            backgroundColor: runs.map((_, i) => PALETTE[i % PALETTE.length]!),
+          },
+        ],
+      },
+      options: {
+        plugins: {
+          title: {
+            display: true,
+            text: `${title}: test accuracy per run (%)${best ? `, best validation accuracy: ${best}` : ''}`,
+            font: titleFont,
+          },
+          legend: { display: false },
+        },
+        scales: { y: { min: 0, max: 100, title: { display: true, text: 'accuracy (%)' } } },
+      },
+    },
+    (bars) => ctx.drawImage(bars, 0, 0),
+  );
+  const epochs = Math.max(1, ...runs.map((r) => r.history.length));
+  draw(
+    {
+      type: 'line',
+      data: {
+        labels: Array.from({ length: epochs }, (_, i) => String(i + 1)),
+        datasets: runs.map((r, i) => ({
+          label: r.name,
+          data: r.history.map((h) => h.validationAccuracy * 100),
+          borderColor: PALETTE[i % PALETTE.length],
+          backgroundColor: PALETTE[i % PALETTE.length],
+        })),
+      },
+      options: {
+        plugins: { title: { display: true, text: 'validation accuracy per epoch (%)', font: titleFont } },
+        scales: {
+          x: { title: { display: true, text: 'epoch' } },
+          y: { min: 0, max: 100, title: { display: true, text: 'accuracy (%)' } },
+        },
+      },
+    },
+    (curves) => ctx.drawImage(curves, 0, HEIGHT),
+  );
+  return canvas.toBuffer('image/png');
 }

@@ -110,12 +110,17 @@ export function shellWord(value: string): string {
   return /^[A-Za-z0-9_./:=@,+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export function rerunCommand(config: RunConfig, flag: (key: string) => string): string {
-  const words = ['image-classifier-trainer'];
+/** The flags that set every value of `config` (booleans as --x / --no-x). */
+export function configArgs(config: Partial<RunConfig>, flag: (key: string) => string): string[] {
+  const words: string[] = [];
   for (const [key, value] of Object.entries(config)) {
     if (value === undefined) continue;
     if (typeof value === 'boolean') words.push(value ? `--${flag(key)}` : `--no-${flag(key)}`);
-    else words.push(`--${flag(key)}`, shellWord(String(value)));
+    else words.push(`--${flag(key)}`, String(value));
   }
-  return words.join(' ');
+  return words;
+}
+
+export function rerunCommand(config: RunConfig, flag: (key: string) => string): string {
+  return ['image-classifier-trainer', ...configArgs(config, flag).map(shellWord)].join(' ');
 }

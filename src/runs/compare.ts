@@ -1,0 +1,174 @@
+// Comparing the runs of an experiment: one row per run (finished or interrupted), the configuration
+// keys on which they differ, results, timing; and comparison.png in the experiment folder.
+import { existsSync, readdirSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ConfigError, type RunConfig } from '../config.js';
+import { renderComparison } from '../reports/charts.js';
+import type { Metrics } from '../training/train.js';
+import { loadCheckpoint } from './checkpoint.js';
+import { MANIFEST_FILE, type Manifest } from './manifest.js';
+
+export const COMPARISON_FILE = 'comparison.png';
+
+export interface RunRow {
+  run: string;
+  status: 'completed' | 'interrupted';
+  /** The values of the configuration keys that differ between the runs compared. */
+  differences: Record<string, unknown>;
+  config: RunConfig;
+  testAccuracy: number | null;
+  validationAccuracy: number | null;
+  epochs: number;
+  trainSeconds: number;
+  imagesPerSecond: number | null;
+  backend: string | null;
+  history: Metrics['history'];
+}
+
+export interface Comparison {
+  experiment: string;
+  /** Absolute path of the experiment folder. */
+  path: string;
+  /** Configuration keys whose values differ between runs. */
+  differingKeys: string[];
+  rows: RunRow[];
+  /** The completed run with the best validation accuracy (ties: the earlier name). */
+  best: string | null;
+  /** comparison.png, when written. */
+  chart: string | null;
+}
+
+/** Keys that differ between every pair of runs by nature. */
+const NAME_KEYS = new Set<string>(['runName']);
+
+async function readRow(folder: string, name: string): Promise<RunRow | null> {
+  const runFolder = join(folder, name);
+  if (existsSync(join(runFolder, MANIFEST_FILE))) {
+    const manifest = JSON.parse(await readFile(join(runFolder, MANIFEST_FILE), 'utf8')) as Manifest;
+    const metrics = JSON.parse(await readFile(join(runFolder, 'metrics.json'), 'utf8')) as Metrics;
+    return {
+      run: name,
+      status: 'completed',
+      differences: {},
+      config: manifest.config,
+      testAccuracy: manifest.results.testAccuracy,
+      validationAccuracy: manifest.results.validationAccuracy,
+      epochs: metrics.history.length,
+      trainSeconds: manifest.timing.trainSeconds,
+      imagesPerSecond: manifest.timing.imagesPerSecond,
+      backend: `${manifest.backend.name} (${manifest.backend.threads} thread${manifest.backend.threads > 1 ? 's' : ''})`,
+      history: metrics.history,
+    };
+  }
+  const partial = /^\.(.+)\.partial$/.exec(name);
+  if (partial && existsSync(join(runFolder, 'checkpoint', 'state.json'))) {
+    const checkpoint = await loadCheckpoint(runFolder);
+    const history = checkpoint.state.history;
+    const last = history[history.length - 1];
+    return {
+      run: partial[1]!,
+      status: 'interrupted',
+      differences: {},
+      config: checkpoint.config,
+      testAccuracy: null,
+      validationAccuracy: last?.validationAccuracy ?? null,
+      epochs: history.length,
+      trainSeconds: history.reduce((s, h) => s + h.seconds, 0),
+      imagesPerSecond: null,
+      backend: null,
+      history,
+    };
+  }
+  return null;
+}
+
+/**
+ * Reads every run of `experiment` (finished, and interrupted ones waiting for --resume), finds the
+ * configuration keys on which they differ and the best run, and writes comparison.png (unless
+ * `writeChart` is false).
+ */
+export async function compareRuns(
+  experiment: string,
+  options: { experimentsFolder?: string; writeChart?: boolean } = {},
+): Promise<Comparison> {
+  const path = resolve(options.experimentsFolder ?? './experiments', experiment);
+  if (!existsSync(path))
+    throw new ConfigError(`no experiment ${experiment} in ${options.experimentsFolder ?? './experiments'}`);
+  const rows: RunRow[] = [];
+  for (const name of readdirSync(path).sort()) {
+    const row = await readRow(path, name);
+    if (row) rows.push(row);
+  }
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r.config)))].sort();
+  const differingKeys = keys.filter(
+    (k) =>
+      !NAME_KEYS.has(k) &&
+      new Set(rows.map((r) => JSON.stringify((r.config as Record<string, unknown>)[k]))).size > 1,
+  );
+  for (const row of rows) {
+    row.differences = Object.fromEntries(
+      differingKeys.map((k) => [k, (row.config as Record<string, unknown>)[k]]),
+    );
+  }
+  let best: RunRow | null = null;
+  for (const row of rows) {
+    if (row.status !== 'completed' || row.validationAccuracy === null) continue;
+    if (best === null || row.validationAccuracy > best.validationAccuracy!) best = row;
+  }
+  let chart: string | null = null;
+  if (options.writeChart !== false && rows.length > 0) {
+    chart = join(path, COMPARISON_FILE);
+    const png = renderComparison(
+      experiment,
+      rows.map((r) => ({ name: r.run, testAccuracy: r.testAccuracy, history: r.history })),
+      best?.run ?? null,
+    );
+    // Written whole and renamed: a reader never sees half a PNG.
+    await writeFile(`${chart}.tmp`, png);
+    await rename(`${chart}.tmp`, chart);
+  }
+  return { experiment, path, differingKeys, rows, best: best?.run ?? null, chart };
+}
+
+function percent(v: number | null): string {
+  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
+}
+
+function shortValue(v: unknown): string {
+  if (v === undefined) return '-';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** The comparison as an aligned text table (the best run marked with *). */
+export function comparisonTable(c: Comparison): string {
+  const header = [
+    'run',
+    'status',
+    ...c.differingKeys,
+    'test acc',
+    'val acc',
+    'epochs',
+    'train s',
+    'img/s',
+    'backend',
+  ];
+  const lines = c.rows.map((r) => [
+    r.run === c.best ? `${r.run} *` : r.run,
+    r.status,
+    ...c.differingKeys.map((k) => shortValue(r.differences[k])),
+    percent(r.testAccuracy),
+    percent(r.validationAccuracy),
+    String(r.epochs),
+    r.trainSeconds.toFixed(1),
+    r.imagesPerSecond === null ? '-' : String(Math.round(r.imagesPerSecond)),
+    r.backend ?? '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
+}
