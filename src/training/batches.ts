@@ -52,8 +52,7 @@ export function assembleBatch(
 ): void {
   const { height: h, width: w, channels: c, images } = set;
   const size = h * w * c;
-  const scale = norm.std.map((s) => 1 / (255 * s));
-  const offset = norm.mean.map((m, k) => -m / norm.std[k]!);
+  const lut = normalizationTable(norm, c);
   const augment = random !== undefined && (augmentation.flip || augmentation.crop > 0);
   for (let i = 0; i < count; i++) {
     const index = order[start + i]!;
@@ -62,25 +61,42 @@ export function assembleBatch(
     const dst = i * size;
     if (!augment) {
       for (let p = 0; p < size; p += c) {
-        for (let k = 0; k < c; k++) out[dst + p + k] = images[src + p + k]! * scale[k]! + offset[k]!;
+        for (let k = 0; k < c; k++) out[dst + p + k] = lut[(k << 8) | images[src + p + k]!]!;
       }
       continue;
     }
     const flip = augmentation.flip && random.next() < 0.5;
     const dx = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
     const dy = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
-    for (let y = 0; y < h; y++) {
-      const sy = y + dy;
-      for (let x = 0; x < w; x++) {
+    // Output columns whose source column (x + dx, mirrored when flipped) lies inside the image; the
+    // rest, and rows shifted out, are the mean (0 after normalising).
+    const x0 = flip ? Math.max(0, dx) : Math.max(0, -dx);
+    const x1 = flip ? Math.min(w, w + dx) : Math.min(w, w - dx);
+    out.fill(0, dst, dst + size);
+    for (let y = Math.max(0, -dy); y < Math.min(h, h - dy); y++) {
+      const row = src + (y + dy) * w * c;
+      for (let x = x0; x < x1; x++) {
         const o = dst + (y * w + x) * c;
-        const sx = (flip ? w - 1 - x : x) + dx;
-        if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
-          for (let k = 0; k < c; k++) out[o + k] = 0;
-        } else {
-          const s = src + (sy * w + sx) * c;
-          for (let k = 0; k < c; k++) out[o + k] = images[s + k]! * scale[k]! + offset[k]!;
-        }
+        const s = row + ((flip ? w - 1 - x : x) + dx) * c;
+        for (let k = 0; k < c; k++) out[o + k] = lut[(k << 8) | images[s + k]!]!;
       }
     }
   }
+}
+
+/**
+ * The normalised value of every uint8 level, per channel (`lut[(k << 8) | v]`): one lookup per pixel
+ * instead of a multiply-add, the same float32 values. Cached for the last normalisation seen.
+ */
+let cachedTable: { norm: Normalization; channels: number; table: Float32Array } | undefined;
+function normalizationTable(norm: Normalization, channels: number): Float32Array {
+  if (cachedTable?.norm === norm && cachedTable.channels === channels) return cachedTable.table;
+  const table = new Float32Array(channels << 8);
+  for (let k = 0; k < channels; k++) {
+    const scale = 1 / (255 * norm.std[k]!);
+    const offset = -norm.mean[k]! / norm.std[k]!;
+    for (let v = 0; v < 256; v++) table[(k << 8) | v] = v * scale + offset;
+  }
+  cachedTable = { norm, channels, table };
+  return table;
 }
