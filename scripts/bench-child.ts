@@ -61,9 +61,9 @@ async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
     const y = Int32Array.from({ length: spec.batch }, () => random.int(NUM_CLASSES));
     return { x, y };
   });
-  const step = (i: number): number => {
+  const step = async (i: number): Promise<number> => {
     const { x, y } = batches[i % DISTINCT_BATCHES]!;
-    const [loss] = trainStep(
+    const [loss] = await trainStep(
       model,
       variables,
       optimizer,
@@ -77,13 +77,13 @@ async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
     return loss;
   };
 
-  for (let i = 0; i < spec.warmupSteps; i++) step(i);
+  for (let i = 0; i < spec.warmupSteps; i++) await step(i);
   const steps = Math.max(1, Math.round(spec.images / spec.batch));
   let finalLoss = NaN;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   // trainStep reads the loss back each step, so every step has finished when the clock stops.
-  for (let i = 0; i < steps; i++) finalLoss = step(i);
+  for (let i = 0; i < steps; i++) finalLoss = await step(i);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   optimizer.dispose();

@@ -52,6 +52,9 @@ Time to accuracy:
   --cache DIR             decoded-image cache (default ${join(tmpdir(), 'image-classifier-bench-data')})
   --reference             also run the reference's fast recipe for E epochs
 
+Serving (scripts/bench-serve.ts; \`--serve --help\` lists its options):
+  --serve                 requests/s and p50/p99 latency of \`serve\` on 127.0.0.1, concurrency 1 and 8
+
 Output:
   --json                  JSON only on stdout (the table goes to stderr)
   --out FILE              also write the JSON to FILE`;
@@ -693,6 +696,10 @@ function failed(report: ThroughputReport | TimeToAccuracyReport): boolean {
 }
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--serve')) {
+    const { benchServe } = await import('./bench-serve.js');
+    return benchServe(process.argv.slice(2).filter((a) => a !== '--serve'));
+  }
   const opts = parseOptions(process.argv.slice(2));
   if (opts === 'help') {
     process.stdout.write(USAGE + '\n');

@@ -10,6 +10,13 @@ const folderName = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-" (no "/", no "..")')
   .refine((s) => !s.includes('..'), 'must not contain ".."');
 
+/** W&B project and entity names: W&B refuses these characters (they are path and URL separators). */
+const wandbName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[^/\\#?%:]+$/, 'must not contain / \\ # ? % or :');
+
 export const MODEL_NAMES = ['vgg', 'net'] as const;
 export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
 export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
@@ -131,6 +138,18 @@ export const runConfigSchema = z
       .max(256)
       .optional()
       .describe('Threads for the CPU backends (default: all cores); results do not depend on it'),
+
+    // --- tracking (the API key never is an option: it comes from $WANDB_API_KEY or ~/.netrc)
+    wandb: z
+      .boolean()
+      .default(false)
+      .describe('Log the run to Weights & Biases ($WANDB_MODE=offline or disabled turns uploads off)'),
+    wandbProject: wandbName
+      .optional()
+      .describe('W&B project (default: $WANDB_PROJECT, else the experiment name)'),
+    wandbEntity: wandbName
+      .optional()
+      .describe("W&B user or team (default: $WANDB_ENTITY, else the API key's default entity)"),
   })
   .strict()
   .superRefine((config, ctx) => {

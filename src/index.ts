@@ -31,3 +31,15 @@ export {
 export { buildModel } from './models/index.js';
 export type { Dataset, ImageSet } from './data/dataset.js';
 export { terminalProgress, silentProgress, type Progress, type ProgressFactory } from './reports/progress.js';
+export {
+  loadModel,
+  predict,
+  ImageDecodeError,
+  type ClassifierModel,
+  type ImageInput,
+  type LabelProbability,
+  type LoadModelOptions,
+  type Prediction,
+} from './serving/model.js';
+export { createServer, type ClassifierServer, type ServerOptions } from './serving/server.js';
+export { predictFiles, type PredictFilesOptions, type PredictFilesResult } from './serving/predict-files.js';

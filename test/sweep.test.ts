@@ -77,6 +77,14 @@ describe('image-classifier-trainer sweep', () => {
     expect(again.stdout).not.toMatch(/: training$/m);
   });
 
+  it('--no-train summarises the trials there and names the missing ones (the CI job after the matrix)', async () => {
+    const other = join(cwd, 'other-experiments');
+    const r = await runCli([...sweepArgs, '--no-train', '--experiments-folder', other], { cwd });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/missing: trial-01, trial-02, trial-03, trial-04/);
+    expect(r.stdout).toMatch(/no trial finished/);
+  });
+
   it('runs <experiment> prints the table, or JSON', async () => {
     const table = await runCli(['runs', 'grid', '--no-chart'], { cwd });
     expect(table.code, table.stderr).toBe(0);
@@ -139,8 +147,12 @@ describe('sweep files', () => {
     const b = await runCli(['sweep', file, '--matrix'], { cwd });
     expect(a.code, a.stderr).toBe(0);
     expect(a.stdout).toBe(b.stdout);
-    const matrix = JSON.parse(a.stdout) as { include: Array<{ trial: string; params: string }> };
+    const matrix = JSON.parse(a.stdout) as {
+      include: Array<{ trial: string; experiment: string; params: string }>;
+    };
     expect(matrix.include.map((t) => t.trial)).toEqual(['trial-01', 'trial-02', 'trial-03']);
+    // Named after the file when the sweep has no name.
+    expect(new Set(matrix.include.map((t) => t.experiment))).toEqual(new Set(['random']));
     for (const t of matrix.include) {
       const lr = Number(/--learning-rate ([\d.e-]+)/.exec(t.params)![1]);
       expect(lr).toBeGreaterThanOrEqual(0.001);
@@ -172,6 +184,23 @@ describe('sweep files', () => {
       expect(r.code, text).toBe(2);
       expect(r.stderr.trim().split('\n'), text).toHaveLength(1);
       expect(r.stderr, text).toMatch(message);
+    }
+  });
+});
+
+describe('.github/workflows/sweep.yml', () => {
+  it('passes the sweep command only options it has', async () => {
+    const help = await runCli(['sweep', '--help']);
+    const known = new Set([...help.stdout.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]));
+    const workflow = readFileSync(new URL('../.github/workflows/sweep.yml', import.meta.url), 'utf8');
+    // The trainer's arguments: the `sweep ...` command lines and the args arrays built for it.
+    const lines = workflow.split('\n').filter((l) => /main\.js sweep|args\+?=\(/.test(l));
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    const used = lines.flatMap((l) => [...l.matchAll(/(?:^|[\s(])--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!));
+    expect(used).toEqual(expect.arrayContaining(['matrix', 'trial', 'no-train', 'experiment-name']));
+    for (const flag of used) {
+      // --no-x is yargs' negation of --x.
+      expect(known.has(flag) || known.has(flag.replace(/^no-/, '')), `--${flag}`).toBe(true);
     }
   });
 });

@@ -18,13 +18,26 @@ export interface BackendInfo {
   threads: number;
   /** The package that provides it, with its version. */
   package: string;
+  /** The GPU adapter it runs on (WebGPU), as the driver describes it. */
+  adapter?: string;
+}
+
+/** The parts of a WebGPU adapter we read (the `webgpu` package has no types we depend on). */
+interface GpuAdapter {
+  info?: {
+    vendor?: string;
+    architecture?: string;
+    device?: string;
+    description?: string;
+    isFallbackAdapter?: boolean;
+  };
 }
 
 interface Candidate {
   name: BackendName;
   device: 'cpu' | 'gpu';
   /** Loads and registers the backend with tfjs; throws with the reason when it cannot. */
-  load(threads: number): Promise<{ package: string; threads: number }>;
+  load(threads: number, explicit: boolean): Promise<{ package: string; threads: number; adapter?: string }>;
 }
 
 function hasVulkanLoader(): boolean {
@@ -66,20 +79,30 @@ const CANDIDATES: Candidate[] = [
   {
     name: 'webgpu',
     device: 'gpu',
-    async load() {
+    async load(_threads, explicit) {
       // Dawn needs the Vulkan loader on Linux; without it, it prints a native warning to stderr and
       // finds no adapter. Checking first keeps every run's output clean and gives a clearer reason.
       if (process.platform === 'linux' && !hasVulkanLoader())
         throw new Error('no Vulkan loader (libvulkan.so.1) installed');
       const webgpu = await optionalImport('webgpu');
-      const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<unknown> };
+      const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<GpuAdapter | null> };
       Object.assign(globalThis, webgpu.globals as object);
       const gpu = create([]);
       const adapter = await gpu.requestAdapter();
       if (!adapter) throw new Error('no WebGPU adapter (no GPU, or no Vulkan driver)');
+      const info = adapter.info ?? {};
+      const software = info.isFallbackAdapter === true || info.architecture === 'software';
+      const adapterName = `${info.description || info.device || info.vendor || 'unknown adapter'}${software ? ' (software)' : ''}`;
+      // A software adapter (Mesa's lavapipe, SwiftShader) is the CPU emulating a GPU: far slower than
+      // wasm. Only an explicit --backend webgpu uses it (to exercise the WebGPU path without a GPU).
+      if (software && !explicit) throw new Error(`only a software WebGPU adapter: ${adapterName}`);
       Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
       await optionalImport('@tensorflow/tfjs-backend-webgpu');
-      return { package: await packageVersion('@tensorflow/tfjs-backend-webgpu'), threads: 1 };
+      return {
+        package: await packageVersion('@tensorflow/tfjs-backend-webgpu'),
+        threads: 1,
+        adapter: adapterName,
+      };
     },
   },
   {
@@ -113,33 +136,40 @@ const CANDIDATES: Candidate[] = [
   },
 ];
 
-/** Trains one step of a tiny conv net: a backend that registers but lacks a kernel fails here, not mid-run. */
-function smokeTest(): void {
-  tf.tidy(() => {
+/**
+ * Trains one step of a tiny conv net: a backend that registers but lacks a kernel fails here, not
+ * mid-run. Reads back asynchronously, as training does: WebGPU in Node has no synchronous readback.
+ */
+async function smokeTest(): Promise<void> {
+  const w = tf.variable(tf.randomUniform([3, 3, 3, 4], -1, 1, 'float32', 2));
+  const grad = tf.tidy(() => {
     const x = tf.randomUniform([2, 6, 6, 3], -1, 1, 'float32', 1) as tf.Tensor4D;
-    const w = tf.variable(tf.randomUniform([3, 3, 3, 4], -1, 1, 'float32', 2));
     const grads = tf.variableGrads(
       () => tf.mean(tf.maxPool(tf.relu(tf.conv2d(x, w as tf.Tensor4D, 1, 'same')), 2, 2, 'valid')),
       [w],
     );
-    grads.grads[w.name]!.dataSync();
-    w.dispose();
+    return grads.grads[w.name]!;
   });
+  try {
+    await grad.data();
+  } finally {
+    tf.dispose([grad, w]);
+  }
 }
 
 export class BackendError extends Error {
   override name = 'BackendError';
 }
 
-async function tryCandidate(candidate: Candidate, threads: number): Promise<BackendInfo> {
+async function tryCandidate(candidate: Candidate, threads: number, explicit = false): Promise<BackendInfo> {
   // PROD silences tfjs's console banners (e.g. the cpu backend's "install tfjs-node" advice): we say
   // which backend runs, and `doctor` says why others do not.
   tf.env().set('PROD', true);
-  const loaded = await candidate.load(threads);
+  const loaded = await candidate.load(threads, explicit);
   const ok = await tf.setBackend(candidate.name);
   if (!ok) throw new Error(`tfjs could not initialise the '${candidate.name}' backend`);
   await tf.ready();
-  smokeTest();
+  await smokeTest();
   return { name: candidate.name, device: candidate.device, ...loaded };
 }
 
@@ -177,7 +207,7 @@ export async function selectBackend(
   const failures: string[] = [];
   for (const candidate of candidates) {
     try {
-      return await tryCandidate(candidate, threads);
+      return await tryCandidate(candidate, threads, backend !== 'auto');
     } catch (error) {
       failures.push(`${candidate.name}: ${firstLine(error)}`);
     }

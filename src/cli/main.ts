@@ -12,6 +12,14 @@ import { reproduce } from '../runs/reproduce.js';
 import { runSweep, sweepMatrix } from '../sweeps/run-sweep.js';
 import { describeParams } from '../sweeps/sweep-file.js';
 import { verifyRun } from '../runs/verify.js';
+import {
+  evaluateOptions,
+  predictOptions,
+  runEvaluate,
+  runPredict,
+  runServe,
+  serveOptions,
+} from '../serving/commands.js';
 import { train, TrainingInterrupted } from '../training/train.js';
 
 /** Exit codes besides 0 (success) and 1 (failure): documented in --help and the README. */
@@ -119,6 +127,7 @@ function groupOf(key: string): string {
     return 'Data:';
   if (['model', 'pretrainedModel'].includes(key)) return 'Model:';
   if (['device', 'backend', 'threads', 'experimentsFolder'].includes(key)) return 'Compute and output:';
+  if (['wandb', 'wandbProject', 'wandbEntity'].includes(key)) return 'Tracking:';
   return 'Training:';
 }
 
@@ -285,7 +294,9 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
     ...givenFlags(argv, ['experimentName']),
   };
   if (argv.matrix === true) {
-    console.log(JSON.stringify(sweepMatrix(file, base)));
+    console.log(
+      JSON.stringify(sweepMatrix(file, { experimentName: argv.experimentName as string | undefined, base })),
+    );
     return;
   }
   const { signal, done } = interruptible();
@@ -296,6 +307,7 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
       base,
       parallel: argv.parallel as number | undefined,
       only: argv.trial as string[] | undefined,
+      train: argv.train !== false,
       log: (line) => console.log(line),
       signal,
     });
@@ -311,6 +323,8 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
     );
     const failed = result.trials.filter((t) => t.status === 'failed');
     const interrupted = result.trials.filter((t) => t.status === 'interrupted');
+    const missing = result.trials.filter((t) => t.status === 'missing');
+    if (missing.length > 0) console.log(`missing: ${missing.map((t) => t.name).join(', ')}`);
     if (failed.length > 0) console.log(`failed: ${failed.map((t) => `${t.name} (${t.error})`).join('; ')}`);
     if (interrupted.length > 0) {
       console.log(
@@ -420,6 +434,12 @@ export async function main(args: string[]): Promise<void> {
             describe: 'Run only these trials (e.g. trial-02): one CI job each',
             group: 'Sweep:',
           })
+          .option('train', {
+            type: 'boolean',
+            default: true,
+            describe: 'Train missing trials (--no-train: only summarise the trials already there)',
+            group: 'Sweep:',
+          })
           .option('matrix', {
             type: 'boolean',
             describe: 'Print the trials as a GitHub Actions matrix (JSON) and exit',
@@ -452,6 +472,24 @@ export async function main(args: string[]): Promise<void> {
             describe: 'Write comparison.png (--no-chart: do not)',
           }),
       async (argv) => runRunsCommand(argv),
+    )
+    .command(
+      'evaluate <run>',
+      "Evaluate a run's model on its test split or another dataset: accuracy, per class, confusion matrix, written to evaluation-<name>.json/.png in the run folder",
+      (y) => evaluateOptions(experimentsFolderOption(y)).epilogue(EXIT_CODES),
+      async (argv) => runEvaluate(argv),
+    )
+    .command(
+      'predict <run> <inputs..>',
+      'Classify image files and folders: top-k labels as a table, --json or --csv',
+      (y) => predictOptions(experimentsFolderOption(y)),
+      async (argv) => runPredict(argv),
+    )
+    .command(
+      'serve <run>',
+      'Serve the model over HTTP: POST /predict, GET /healthz, /metrics, /model',
+      (y) => serveOptions(experimentsFolderOption(y)).epilogue(EXIT_CODES),
+      async (argv) => runServe(argv),
     )
     .command(
       'doctor',

@@ -201,6 +201,29 @@ async function writeCache(file: string, header: CacheHeader, labels: Uint8Array,
   }
 }
 
+/**
+ * Decodes one image (a file path or the encoded bytes) to `height * width * 3` RGB bytes (HWC), as
+ * training sees it; prediction and serving call this too, so their inputs match training's exactly.
+ */
+export async function decodeImage(
+  input: string | Uint8Array,
+  size: { height: number; width: number },
+): Promise<Buffer> {
+  // removeAlpha drops alpha like PIL's convert('RGB'); srgb makes greyscale 3 channels;
+  // resize is skipped by sharp when the size already matches.
+  const { data, info } = await sharp(input)
+    .autoOrient()
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(size.width, size.height, { fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== CHANNELS || info.width !== size.width || info.height !== size.height) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
+  }
+  return data;
+}
+
 function firstLine(message: string): string {
   return message.split('\n')[0]!.trim();
 }
@@ -225,19 +248,7 @@ async function decodeAll(
     await promisePool(entries.length, numWorkers, async (i) => {
       const entry = entries[i]!;
       try {
-        // removeAlpha drops alpha like PIL's convert('RGB'); srgb makes greyscale 3 channels;
-        // resize is skipped by sharp when the size already matches.
-        const { data, info } = await sharp(entry.abs)
-          .autoOrient()
-          .removeAlpha()
-          .toColourspace('srgb')
-          .resize(size.width, size.height, { fit: 'fill' })
-          .raw()
-          .toBuffer({ resolveWithObject: true });
-        if (info.channels !== CHANNELS || info.width !== size.width || info.height !== size.height) {
-          throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
-        }
-        images.set(data, i * imageBytes);
+        images.set(await decodeImage(entry.abs, size), i * imageBytes);
       } catch (error) {
         failures.push({ rel: entry.rel, reason: firstLine((error as Error).message) });
       }

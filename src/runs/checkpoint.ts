@@ -77,9 +77,9 @@ function split(buffer: Buffer, shapes: number[][], file: string): Float32Array[]
   return sizes.map((n) => all.subarray(offset, (offset += n)));
 }
 
-/** Reads tensors' values (synchronously: the wasm and cpu backends hold them in memory). */
-export function tensorValues(tensors: readonly tf.Tensor[]): Float32Array[] {
-  return tensors.map((t) => Float32Array.from(t.dataSync()));
+/** Reads tensors' values (copies, as float32). */
+export async function tensorValues(tensors: readonly tf.Tensor[]): Promise<Float32Array[]> {
+  return Promise.all(tensors.map(async (t) => Float32Array.from(await t.data())));
 }
 
 /** Writes `checkpoint/` in `runTmpPath`, replacing the previous one only once the new one is complete. */

@@ -61,6 +61,21 @@ export interface Manifest {
   };
   /** sha256 of every file the run wrote (but this one), relative to the run folder. */
   files: Record<string, string>;
+  /** Where the run was tracked (`--wandb`); null when it was not. Absent in runs written before. */
+  tracking?: { wandb: WandbTracking } | null;
+}
+
+/** A run's Weights & Biases record: where it went, or why it went nowhere. Never holds the API key. */
+export interface WandbTracking {
+  /** The W&B run's page; null when nothing was uploaded (offline, disabled, no API key, or W&B unreachable). */
+  url: string | null;
+  project: string;
+  /** The W&B user or team; null when the server was not asked (then it is the API key's default). */
+  entity: string | null;
+  /** From $WANDB_MODE. */
+  mode: 'online' | 'offline' | 'disabled';
+  /** What was not uploaded (the warning the run logged); null when everything was. */
+  problem: string | null;
 }
 
 const require = createRequire(import.meta.url);

@@ -4,7 +4,7 @@
 // The summary (sweep.json, comparison.png) names the best trial by the sweep's metric.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,8 @@ export interface SweepOptions {
   parallel?: number;
   /** Run only these trials (by name, e.g. trial-02): one CI matrix job each. */
   only?: string[];
+  /** false: train nothing, only summarise the trials already there (a CI job after the matrix). */
+  train?: boolean;
   log?: (line: string) => void;
   /** Aborting interrupts the running trials (they keep checkpoints) and starts no more. */
   signal?: AbortSignal;
@@ -33,7 +35,7 @@ export interface SweepOptions {
 export interface TrialResult {
   name: string;
   params: Trial['params'];
-  status: 'completed' | 'skipped' | 'failed' | 'interrupted';
+  status: 'completed' | 'skipped' | 'failed' | 'interrupted' | 'missing';
   /** The sweep metric's value for a finished trial. */
   metric: number | null;
   /** Why it failed (the trainer's error line). */
@@ -136,6 +138,11 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       log(`${trial.name} (${described}): already finished, skipped`);
       return;
     }
+    if (options.train === false) {
+      result.status = 'missing';
+      log(`${trial.name} (${described}): not there`);
+      return;
+    }
     if (options.signal?.aborted) {
       result.status = 'interrupted';
       return;
@@ -184,6 +191,8 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
   for (const t of trials) {
     if (t.metric !== null && (best === null || better(t.metric, best.metric!))) best = t;
   }
+  // The summary goes into the experiment folder even when no trial got that far.
+  await mkdir(experimentPath, { recursive: true });
   const comparison = await compareRuns(experiment, { experimentsFolder });
   const summaryFile = join(experimentPath, SWEEP_SUMMARY_FILE);
   const summary = {
@@ -199,11 +208,16 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
   return { experiment, sweep, trials, best: best?.name ?? null, comparison, summaryFile };
 }
 
-/** The trials as a GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`). */
+/**
+ * The trials as a GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`); each entry also
+ * names the experiment the trial's run goes to.
+ */
 export function sweepMatrix(
   file: string,
-  base: Record<string, unknown> = {},
-): { include: Array<{ trial: string; params: string }> } {
-  const sweep = readSweepFile(file, { experimentName: 'matrix', ...base });
-  return { include: sweep.trials.map((t) => ({ trial: t.name, params: describeParams(t) })) };
+  options: { experimentName?: string; base?: Record<string, unknown> } = {},
+): { include: Array<{ trial: string; experiment: string; params: string }> } {
+  const sweep = readSweepFile(file, options.base ?? {});
+  const experiment = options.experimentName ?? sweep.name;
+  if (sweep.trials[0]) trialConfig(sweep.trials[0], { ...options.base, experimentName: experiment });
+  return { include: sweep.trials.map((t) => ({ trial: t.name, experiment, params: describeParams(t) })) };
 }

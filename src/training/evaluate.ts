@@ -13,13 +13,14 @@ export interface Evaluation {
   count: number;
 }
 
-export function evaluateModel(
+/** Async: results are read back with `data()`, which every backend supports (WebGPU in Node has no dataSync). */
+export async function evaluateModel(
   model: tf.LayersModel,
   set: ImageSet,
   norm: Normalization,
   numClasses: number,
   batchSize = 500,
-): Evaluation {
+): Promise<Evaluation> {
   const confusion = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   const size = set.height * set.width * set.channels;
   const order = Int32Array.from({ length: set.count }, (_, i) => i);
@@ -29,13 +30,15 @@ export function evaluateModel(
   for (let start = 0; start < set.count; start += batchSize) {
     const n = Math.min(batchSize, set.count - start);
     assembleBatch(set, order, start, n, norm, NO_AUGMENTATION, undefined, x, y);
-    const [losses, predictions] = tf.tidy(() => {
+    const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
       const input = tf.tensor4d(x.subarray(0, n * size), [n, set.height, set.width, set.channels]);
       const logits = model.predict(input) as tf.Tensor2D;
       const labels = tf.oneHot(tf.tensor1d(y.subarray(0, n), 'int32'), numClasses);
       const perImage = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.NONE);
-      return [perImage.dataSync(), tf.argMax(logits, 1).dataSync()];
+      return [perImage, tf.argMax(logits, 1)];
     });
+    const [losses, predictions] = await Promise.all([outputs[0].data(), outputs[1].data()]);
+    tf.dispose(outputs);
     for (let i = 0; i < n; i++) {
       lossSum += losses[i]!;
       confusion[y[i]!]![predictions[i]!]!++;

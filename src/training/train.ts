@@ -34,6 +34,7 @@ import {
   type Manifest,
 } from '../runs/manifest.js';
 import { RunLog } from '../runs/run-log.js';
+import { createTracker, type Tracker, type TrackerFactory } from '../tracking/wandb.js';
 import {
   abandonRunFolder,
   assertRunIsNew,
@@ -71,6 +72,8 @@ export interface TrainOptions {
   checkData?: (checksums: Record<string, string>) => void;
   /** Recorded in run.json: the run this one reproduces (`<experiment>/<run>`). */
   reproductionOf?: string;
+  /** Experiment tracking (default: W&B with `wandb: true`, else none). */
+  tracker?: TrackerFactory;
 }
 
 export interface EpochMetrics {
@@ -116,8 +119,20 @@ class StopRequested extends Error {
   }
 }
 
-/** Keys that name a run and where things go, rather than what is trained. */
-const LOCATION_KEYS = new Set(['experimentName', 'runName', 'experimentsFolder', 'dataFolder']);
+/**
+ * Keys that name a run, say where things go or how it is watched, rather than what is trained: a
+ * resumed run may set them anew (the thread count does not change the bits either).
+ */
+const LOCATION_KEYS = new Set([
+  'experimentName',
+  'runName',
+  'experimentsFolder',
+  'dataFolder',
+  'threads',
+  'wandb',
+  'wandbProject',
+  'wandbEntity',
+]);
 
 export async function train(input: RunConfigInput, options: TrainOptions = {}): Promise<TrainResult> {
   const progress = options.progress ?? silentProgress;
@@ -150,11 +165,12 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
 
   let model: tf.LayersModel | undefined;
   let folder: RunFolder | undefined = resumeFolder;
+  let tracker: Tracker | undefined;
   try {
     const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
     const backend = await selectBackend(config);
     log(
-      `backend: ${backend.name} (${backend.package}, ${backend.device}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
+      `backend: ${backend.name} (${backend.package}, ${backend.device}${backend.adapter ? `: ${backend.adapter}` : ''}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
     );
 
     const dataset = await loadDataset({
@@ -212,7 +228,11 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
     folder ??= await createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
     const tmpPath = folder.tmpPath;
     runLog.open(join(tmpPath, LOG_FILE), checkpoint !== undefined);
-    const save = (state: LoopState, reason: Checkpoint['reason']) =>
+    tracker = (options.tracker ?? createTracker)(config, log);
+    await tracker.start(config);
+    // A resumed run is a new tracked run: it gets the epochs done before the interruption too.
+    for (const done of start?.history ?? []) tracker.logEpoch(done);
+    const save = async (state: LoopState, reason: Checkpoint['reason']) =>
       saveCheckpoint(tmpPath, {
         schemaVersion: 1,
         reason,
@@ -222,8 +242,8 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
         dataChecksums: dataset.checksums,
         resumes,
         state,
-        weights: tensorValues(model!.weights.map((w) => w.read())),
-        momentum: tensorValues(optimizer.state()),
+        weights: await tensorValues(model!.weights.map((w) => w.read())),
+        momentum: await tensorValues(optimizer.state()),
       });
 
     let history: EpochMetrics[];
@@ -231,7 +251,15 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       history = await trainEpochs(
         { model, variables, optimizer, random, config, trainSet, validation, normalization, numClasses },
         start,
-        { signal: options.signal, progress, log, onEpochEnd: (state) => save(state, 'epoch-end') },
+        {
+          signal: options.signal,
+          progress,
+          log,
+          onEpochEnd: (state) => {
+            tracker!.logEpoch(state.history[state.history.length - 1]!);
+            return save(state, 'epoch-end');
+          },
+        },
       );
     } catch (error) {
       if (!(error instanceof StopRequested)) throw error;
@@ -251,7 +279,7 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       optimizer.dispose();
     }
     const trainSeconds = history.reduce((sum, h) => sum + h.seconds, 0);
-    const test = evaluateModel(model, dataset.test, normalization, numClasses);
+    const test = await evaluateModel(model, dataset.test, normalization, numClasses);
     log(
       `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`,
     );
@@ -268,6 +296,7 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       trainSeconds,
       resumes,
       reproductionOf: options.reproductionOf ?? null,
+      tracker,
       log,
     });
     await runLog.close();
@@ -275,6 +304,7 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
     options.log?.(`run written to ${folder.finalPath}`);
     return { runPath: folder.finalPath, manifest, metrics };
   } catch (error) {
+    await tracker?.abort(error instanceof TrainingInterrupted ? 'interrupted' : 'failed');
     await runLog.close();
     if (folder === resumeFolder) await giveBack();
     else if (folder) await abandonRunFolder(folder);
@@ -303,13 +333,18 @@ function resumedConfig(input: RunConfigInput, named: RunConfig, saved: RunConfig
       `--resume continues the run as it was configured: --${flagName(key)} is ${JSON.stringify((saved as Record<string, unknown>)[key])} in its checkpoint (got ${JSON.stringify(given[key])})`,
     );
   }
-  return {
+  // Names and folders always come from this call; the other such keys only when given.
+  const resumed: Record<string, unknown> = {
     ...saved,
     experimentName: named.experimentName,
     runName: named.runName,
     experimentsFolder: named.experimentsFolder,
     dataFolder: named.dataFolder,
   };
+  for (const key of LOCATION_KEYS) {
+    if (given[key] !== undefined) resumed[key] = (named as Record<string, unknown>)[key];
+  }
+  return resumed as RunConfig;
 }
 
 function assertSameData(recorded: Record<string, string>, now: Record<string, string>): void {
@@ -420,7 +455,7 @@ async function trainEpochs(
       const n = Math.min(batchSize, trainSet.count - step * batchSize);
       assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
       sums.learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
-      const [loss, hits] = trainStep(
+      const [loss, hits] = await trainStep(
         model,
         variables,
         optimizer,
@@ -444,7 +479,7 @@ async function trainEpochs(
     }
     bar.stop();
     sums.seconds += (performance.now() - started) / 1000;
-    const validationResult = evaluateModel(model, validation, normalization, numClasses);
+    const validationResult = await evaluateModel(model, validation, normalization, numClasses);
     const metrics: EpochMetrics = {
       epoch,
       trainLoss: sums.lossSum / sums.seen,
@@ -473,8 +508,11 @@ async function trainEpochs(
   return history;
 }
 
-/** One SGD step; returns the batch's mean loss and number of correct predictions. (Also used by the benchmark.) */
-export function trainStep(
+/**
+ * One SGD step; resolves to the batch's mean loss and number of correct predictions. (Also used by
+ * the benchmark.) The two numbers are read back with `data()`: WebGPU in Node cannot read synchronously.
+ */
+export async function trainStep(
   model: tf.LayersModel,
   variables: tf.Variable[],
   optimizer: Sgd,
@@ -484,8 +522,8 @@ export function trainStep(
   numClasses: number,
   labelSmoothing: number,
   learningRate: number,
-): [number, number] {
-  return tf.tidy(() => {
+): Promise<[number, number]> {
+  const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
     const [h, w, c] = model.inputs[0]!.shape.slice(1) as [number, number, number];
     const input = tf.tensor4d(x.subarray(0, n * h * w * c), [n, h, w, c]);
     const labels = tf.tensor1d(y.subarray(0, n), 'int32');
@@ -501,10 +539,14 @@ export function trainStep(
       variables.map((v) => grads[v.name]!),
       learningRate,
     );
-    const correct = hits!.dataSync()[0]!;
-    hits!.dispose();
-    return [value.dataSync()[0]!, correct];
+    return [value, hits!];
   });
+  try {
+    const [loss, correct] = await Promise.all([outputs[0].data(), outputs[1].data()]);
+    return [loss[0]!, correct[0]!];
+  } finally {
+    tf.dispose(outputs);
+  }
 }
 
 /** Holds out a seeded random `fraction` of the training images for validation. */
@@ -591,6 +633,7 @@ interface RunFacts {
   trainSeconds: number;
   resumes: Manifest['resumes'];
   reproductionOf: string | null;
+  tracker: Tracker;
   log: (line: string) => void;
 }
 
@@ -623,6 +666,9 @@ async function writeRun(
   for (const name of ['model/model.json', 'model/weights.bin', METRICS_FILE, 'metrics.png', 'curves.png']) {
     files[name] = await sha256File(join(dir, name));
   }
+  // Before run.json, so that it records where the run was tracked.
+  const charts = [join(dir, 'metrics.png'), join(dir, 'curves.png')];
+  const tracking = await facts.tracker.finish(metrics.test, charts);
   const end = new Date();
   const last = metrics.history[metrics.history.length - 1]!;
   const trainedImages = metrics.history.length * facts.counts.train;
@@ -665,6 +711,7 @@ async function writeRun(
       imagesPerSecond: facts.trainSeconds > 0 ? trainedImages / facts.trainSeconds : 0,
     },
     files,
+    tracking,
   };
   await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   facts.log(`wrote model/, metrics.json, metrics.png, curves.png, run.json, ${LOG_FILE}`);

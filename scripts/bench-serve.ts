@@ -1,0 +1,394 @@
+// `npm run bench -- --serve`: requests/s and latency percentiles of `image-classifier-trainer serve` on
+// 127.0.0.1, single-image POST /predict requests at a fixed concurrency for a fixed time, with the
+// micro-batcher on (the default) and off (--max-batch 1). The server runs as a child process (the CLI
+// under tsx, so no build is needed); the load generator is node:http with keep-alive agents (autocannon
+// is not installed). Without --run it first trains a quick synthetic run of the default model (vgg).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+
+const USAGE = `Usage: npm run bench -- --serve [options]
+
+Requests/s and p50/p90/p99 latency of POST /predict (one image per request) against \`serve\` on
+127.0.0.1, for each concurrency, with micro-batching on (default server) and off (--max-batch 1).
+  --run E/R|PATH          run to serve (default: train a synthetic vgg run, 1 epoch, in a temp folder)
+  --experiments-folder D  where --run is looked up (default ./experiments)
+  --duration S            measured seconds per concurrency (default 10)
+  --warmup S              unmeasured seconds first (default 1)
+  --concurrency 1,8       clients sending requests back to back (default 1,8)
+  --modes batched,unbatched  server settings to compare (default these two; also batched-window-1,
+                          batched-window-5: other --batch-window-ms)
+  --image-size N          side of the JPEG sent, in pixels (default 256; the server resizes to 32)
+  --threads N             the server's backend threads (default ${availableParallelism()})
+  --json                  JSON only on stdout (the table goes to stderr)
+  --out FILE              also write the JSON to FILE`;
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const MODES = {
+  batched: [] as string[],
+  'batched-window-1': ['--batch-window-ms', '1'],
+  'batched-window-5': ['--batch-window-ms', '5'],
+  unbatched: ['--max-batch', '1'],
+};
+type Mode = keyof typeof MODES;
+
+interface Options {
+  run: string | undefined;
+  experimentsFolder: string;
+  duration: number;
+  warmup: number;
+  concurrency: number[];
+  modes: Mode[];
+  imageSize: number;
+  threads: number;
+  json: boolean;
+  out: string | undefined;
+}
+
+function positive(flag: string, value: string, integer: boolean): number {
+  const n = Number(value);
+  if (!(n > 0) || (integer && !Number.isInteger(n)))
+    throw new UsageError(`--${flag} must be a positive ${integer ? 'integer' : 'number'} (got ${value})`);
+  return n;
+}
+
+function parseOptions(argv: string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        run: { type: 'string' },
+        'experiments-folder': { type: 'string' },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        concurrency: { type: 'string' },
+        modes: { type: 'string' },
+        'image-size': { type: 'string' },
+        threads: { type: 'string' },
+        json: { type: 'boolean' },
+        out: { type: 'string' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+  if (values.help) return 'help';
+  const modes = (values.modes ?? 'batched,unbatched').split(',').filter(Boolean);
+  for (const m of modes)
+    if (!(m in MODES)) throw new UsageError(`--modes: '${m}' is not one of ${Object.keys(MODES).join(', ')}`);
+  return {
+    run: values.run,
+    experimentsFolder: values['experiments-folder'] ?? './experiments',
+    duration: values.duration === undefined ? 10 : positive('duration', values.duration, false),
+    warmup: values.warmup === undefined ? 1 : Number(values.warmup),
+    concurrency: (values.concurrency ?? '1,8').split(',').map((c) => positive('concurrency', c, true)),
+    modes: modes as Mode[],
+    imageSize: values['image-size'] === undefined ? 256 : positive('image-size', values['image-size'], true),
+    threads:
+      values.threads === undefined ? availableParallelism() : positive('threads', values.threads, true),
+    json: values.json ?? false,
+    out: values.out,
+  };
+}
+
+function note(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+/** Runs the CLI (under the same loader as this script) to completion. */
+function runCliToEnd(args: string[]): Promise<void> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, CLI, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let tail = '';
+    child.stderr.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-2000)));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolveRun() : reject(new Error(`training failed (exit ${code}): ${tail.trim()}`)),
+    );
+  });
+}
+
+/** Starts `serve` on a free port; resolves when it listens. */
+function startServer(run: string, opts: Options, mode: Mode): Promise<{ child: ChildProcess; url: string }> {
+  const args = [
+    CLI,
+    'serve',
+    run,
+    '--experiments-folder',
+    opts.experimentsFolder,
+    '--port',
+    '0',
+    '--quiet',
+    '--threads',
+    String(opts.threads),
+    ...MODES[mode],
+  ];
+  const child = spawn(process.execPath, [...process.execArgv, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolveStart, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const match = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (match) resolveStart({ child, url: match[1]! });
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`serve exited (${code}) before listening: ${err.trim()}`)));
+  });
+}
+
+function stopServer(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolveStop) => {
+    if (child.exitCode !== null) return resolveStop(child.exitCode);
+    child.once('exit', (code) => resolveStop(code));
+    child.kill('SIGTERM');
+  });
+}
+
+function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
+  return new Promise((resolvePost, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: '/predict',
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'image/jpeg', 'Content-Length': body.length },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolvePost(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function scrape(url: string): Promise<{ images: number; calls: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) =>
+    Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((l) => l.startsWith(name + ' ')) ?? '')?.[2] ?? 0);
+  return {
+    images: value('image_classifier_images_predicted_total'),
+    calls: value('image_classifier_inference_batch_size_count'),
+  };
+}
+
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+interface Measurement {
+  mode: Mode;
+  concurrency: number;
+  seconds: number;
+  requests: number;
+  errors: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p90: number; p99: number; mean: number; max: number };
+  /** Images per model call on the server during the measurement. */
+  meanBatch: number;
+}
+
+/** `concurrency` clients post back to back; requests started after the warm-up are measured. */
+async function measure(
+  url: string,
+  body: Buffer,
+  mode: Mode,
+  concurrency: number,
+  opts: Options,
+): Promise<Measurement> {
+  const target = new URL(url);
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const warmEnd = started + opts.warmup * 1000;
+  const end = warmEnd + opts.duration * 1000;
+  let before = { images: 0, calls: 0 };
+  const warmTimer = setTimeout(() => void scrape(url).then((m) => (before = m)), opts.warmup * 1000);
+  const client = async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      let ok = false;
+      try {
+        ok = (await post(target, agent, body)) === 200;
+      } catch {
+        ok = false;
+      }
+      const t1 = performance.now();
+      if (t0 < warmEnd) continue;
+      if (ok) latencies.push(t1 - t0);
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
+  const seconds = (performance.now() - warmEnd) / 1000;
+  clearTimeout(warmTimer);
+  const after = await scrape(url);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    mode,
+    concurrency,
+    seconds: round(seconds),
+    requests: latencies.length,
+    errors,
+    requestsPerSecond: round(latencies.length / seconds),
+    latencyMs: {
+      p50: round(percentile(latencies, 50)),
+      p90: round(percentile(latencies, 90)),
+      p99: round(percentile(latencies, 99)),
+      mean: round(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length)),
+      max: round(latencies.at(-1) ?? NaN),
+    },
+    meanBatch: round((after.images - before.images) / Math.max(1, after.calls - before.calls)),
+  };
+}
+
+function table(rows: Measurement[]): string {
+  const header = [
+    'mode',
+    'concurrency',
+    'requests/s',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'errors',
+    'images/model call',
+  ];
+  const cells = rows.map((r) => [
+    r.mode,
+    String(r.concurrency),
+    r.requestsPerSecond.toFixed(1),
+    r.latencyMs.p50.toFixed(1),
+    r.latencyMs.p90.toFixed(1),
+    r.latencyMs.p99.toFixed(1),
+    String(r.errors),
+    r.meanBatch.toFixed(2),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) =>
+    c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
+  return [line(header), ...cells.map(line)].join('\n');
+}
+
+export async function benchServe(argv: string[]): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench: ${error.message}\n`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const host = {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: availableParallelism(),
+    node: process.version,
+    loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+  let run = opts.run;
+  if (run === undefined) {
+    const folder = mkdtempSync(join(tmpdir(), 'image-classifier-bench-serve-'));
+    opts.experimentsFolder = join(folder, 'experiments');
+    run = 'bench/serve';
+    note(`training a quick synthetic vgg run (1 epoch) in ${folder} ...`);
+    await runCliToEnd([
+      '--experiment-name',
+      'bench',
+      '--run-name',
+      'serve',
+      '--dataset',
+      'synthetic',
+      '--model',
+      'vgg',
+      '--epochs',
+      '1',
+      '--experiments-folder',
+      opts.experimentsFolder,
+      '--data-folder',
+      join(folder, 'data'),
+    ]);
+  }
+  // Noise, so the JPEG costs what a photo of this size costs to decode.
+  const side = opts.imageSize;
+  const pixels = Buffer.alloc(side * side * 3);
+  for (let i = 0, s = 1; i < pixels.length; i++) pixels[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
+  const body = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
+
+  const rows: Measurement[] = [];
+  for (const mode of opts.modes) {
+    note(`${mode}: starting serve ${run} ${MODES[mode].join(' ')}`.trimEnd());
+    const { child, url } = await startServer(run, opts, mode);
+    try {
+      for (const concurrency of opts.concurrency) {
+        note(`${mode}: concurrency ${concurrency}, ${opts.warmup} s warm-up + ${opts.duration} s ...`);
+        rows.push(await measure(url, body, mode, concurrency, opts));
+      }
+    } finally {
+      const code = await stopServer(child);
+      if (code !== 0) note(`${mode}: serve exited with ${code} on SIGTERM`);
+    }
+  }
+  const report = {
+    mode: 'serve',
+    date: new Date().toISOString(),
+    host,
+    run,
+    image: { format: 'jpeg', width: side, height: side, bytes: body.length },
+    durationSeconds: opts.duration,
+    threads: opts.threads,
+    results: rows,
+  };
+  const text = [
+    table(rows),
+    '',
+    `one ${side}x${side} JPEG (${body.length} bytes) per request; ${opts.duration} s per row after ${opts.warmup} s warm-up;` +
+      ` batched: --max-batch 32 --batch-window-ms 0 (defaults), unbatched: --max-batch 1`,
+    `host: ${host.cpu}, ${host.cores} cores, Node ${host.node}, load average ${host.loadAverage.join(' ')} at start; ` +
+      'the load generator runs on the same cores as the server',
+  ].join('\n');
+  const json = JSON.stringify(report, null, 2);
+  if (opts.json) {
+    process.stderr.write('\n' + text + '\n');
+    process.stdout.write(json + '\n');
+  } else process.stdout.write('\n' + text + '\n');
+  if (opts.out) {
+    writeFileSync(opts.out, json + '\n');
+    note(`JSON written to ${opts.out}`);
+  }
+  return rows.some((r) => r.errors > 0 || r.requests === 0) ? 1 : 0;
+}

@@ -1,0 +1,78 @@
+// The WebGPU path (Dawn through the `webgpu` package, tfjs-backend-webgpu's kernels, our async
+// readbacks) trained end to end. Machines without a GPU can run it on a software Vulkan driver
+// (Mesa's lavapipe; .ci/run installs it where it can); where no WebGPU adapter exists at all the
+// tests are skipped, and say why.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Metrics } from '../src/index.js';
+import { runCli, tempFolder, type CliResult } from './helpers/cli.js';
+import { makeFolder } from './helpers/images.js';
+
+const UNAVAILABLE = /package not installed|no Vulkan loader|no WebGPU adapter/;
+
+describe('WebGPU backend', () => {
+  const cwd = tempFolder();
+  const images = join(cwd, 'images');
+  const args = (run: string, backend: string) => [
+    '--experiment-name',
+    'gpu',
+    '--run-name',
+    run,
+    '--dataset',
+    'image-folder',
+    '--dataset-folder',
+    images,
+    '--model',
+    'net',
+    '--epochs',
+    '2',
+    '--batch-size',
+    '8',
+    '--learning-rate',
+    '0.05',
+    '--backend',
+    backend,
+  ];
+  let webgpu: CliResult;
+
+  beforeAll(async () => {
+    await makeFolder(images, 6);
+    webgpu = await runCli(args('webgpu', 'webgpu'), { cwd });
+  });
+
+  it('trains the same numbers as wasm (within float tolerance) when an adapter exists', async (ctx) => {
+    if (webgpu.code !== 0 && UNAVAILABLE.test(webgpu.stderr)) {
+      ctx.skip(`no WebGPU adapter here: ${webgpu.stderr.trim().split('\n').at(-1)}`);
+    }
+    expect(webgpu.code, webgpu.stderr).toBe(0);
+    expect(webgpu.stdout).toMatch(/backend: webgpu \(@tensorflow\/tfjs-backend-webgpu@[\d.]+, gpu: /);
+    const wasm = await runCli(args('wasm', 'wasm'), { cwd });
+    expect(wasm.code, wasm.stderr).toBe(0);
+    const read = (run: string) =>
+      JSON.parse(readFileSync(join(cwd, 'experiments', 'gpu', run, 'metrics.json'), 'utf8')) as Metrics;
+    const [a, b] = [read('webgpu'), read('wasm')];
+    expect(a.history).toHaveLength(2);
+    a.history.forEach((h, i) => {
+      const w = b.history[i]!;
+      expect(Math.abs(h.trainLoss - w.trainLoss) / w.trainLoss).toBeLessThan(1e-3);
+      expect(Math.abs(h.validationLoss - w.validationLoss) / w.validationLoss).toBeLessThan(1e-3);
+    });
+    const manifest = JSON.parse(
+      readFileSync(join(cwd, 'experiments', 'gpu', 'webgpu', 'run.json'), 'utf8'),
+    ) as {
+      backend: { name: string; adapter?: string };
+    };
+    expect(manifest.backend.name).toBe('webgpu');
+    expect(manifest.backend.adapter).toBeTruthy();
+  });
+
+  it('auto never picks a software adapter: doctor says so', async (ctx) => {
+    const doctor = await runCli(['doctor'], { cwd });
+    expect(doctor.code, doctor.stderr).toBe(0);
+    const line = doctor.stdout.split('\n').find((l) => l.startsWith('webgpu'))!;
+    if (!/software/.test(line)) ctx.skip(`no software WebGPU adapter here (${line.trim()})`);
+    expect(line).toMatch(/unavailable: only a software WebGPU adapter: .*\(software\)/);
+    expect(doctor.stdout).not.toMatch(/--device auto uses: webgpu/);
+  });
+});
