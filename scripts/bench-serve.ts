@@ -4,7 +4,7 @@
 // under tsx, so no build is needed); the load generator is node:http with keep-alive agents (autocannon
 // is not installed). Without --run it first trains a quick synthetic run of the default model (vgg).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -319,8 +319,9 @@ export async function benchServe(argv: string[]): Promise<number> {
     loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
   };
   let run = opts.run;
+  let folder: string | undefined;
   if (run === undefined) {
-    const folder = mkdtempSync(join(tmpdir(), 'image-classifier-bench-serve-'));
+    folder = mkdtempSync(join(tmpdir(), 'image-classifier-bench-serve-'));
     opts.experimentsFolder = join(folder, 'experiments');
     run = 'bench/serve';
     note(`training a quick synthetic vgg run (1 epoch) in ${folder} ...`);
@@ -350,18 +351,23 @@ export async function benchServe(argv: string[]): Promise<number> {
     .toBuffer();
 
   const rows: Measurement[] = [];
-  for (const mode of opts.modes) {
-    note(`${mode}: starting serve ${run} ${MODES[mode].join(' ')}`.trimEnd());
-    const { child, url } = await startServer(run, opts, mode);
-    try {
-      for (const concurrency of opts.concurrency) {
-        note(`${mode}: concurrency ${concurrency}, ${opts.warmup} s warm-up + ${opts.duration} s ...`);
-        rows.push(await measure(url, body, mode, concurrency, opts));
+  try {
+    for (const mode of opts.modes) {
+      note(`${mode}: starting serve ${run} ${MODES[mode].join(' ')}`.trimEnd());
+      const { child, url } = await startServer(run, opts, mode);
+      try {
+        for (const concurrency of opts.concurrency) {
+          note(`${mode}: concurrency ${concurrency}, ${opts.warmup} s warm-up + ${opts.duration} s ...`);
+          rows.push(await measure(url, body, mode, concurrency, opts));
+        }
+      } finally {
+        const code = await stopServer(child);
+        if (code !== 0) note(`${mode}: serve exited with ${code} on SIGTERM`);
       }
-    } finally {
-      const code = await stopServer(child);
-      if (code !== 0) note(`${mode}: serve exited with ${code} on SIGTERM`);
     }
+  } finally {
+    // The quick run was only for this measurement.
+    if (folder !== undefined) rmSync(folder, { recursive: true, force: true });
   }
   const report = {
     mode: 'serve',

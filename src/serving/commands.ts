@@ -318,6 +318,8 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     console.log(`${signal}: no new connections; finishing the requests in flight`);
     await server.close();
     console.log('stopped');
+    // Nothing should be left to keep Node running; should anything be, do not wait for SIGKILL.
+    setTimeout(() => process.exit(), 2000).unref();
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
