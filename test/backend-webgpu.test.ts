@@ -67,12 +67,16 @@ describe('WebGPU backend', () => {
     expect(manifest.backend.adapter).toBeTruthy();
   });
 
-  it('auto never picks a software adapter: doctor says so', async (ctx) => {
+  it('auto never picks a software adapter, and probing prints nothing on a machine without a GPU', async (ctx) => {
     const doctor = await runCli(['doctor'], { cwd });
     expect(doctor.code, doctor.stderr).toBe(0);
     const line = doctor.stdout.split('\n').find((l) => l.startsWith('webgpu'))!;
-    if (!/software/.test(line)) ctx.skip(`no software WebGPU adapter here (${line.trim()})`);
-    expect(line).toMatch(/unavailable: only a software WebGPU adapter: .*\(software\)/);
+    if (/\bworks\b/.test(line)) ctx.skip('a hardware WebGPU adapter here');
+    expect(line).toMatch(
+      /unavailable: (no GPU device|only a software WebGPU adapter|no Vulkan loader|package not installed)/,
+    );
     expect(doctor.stdout).not.toMatch(/--device auto uses: webgpu/);
+    // Dawn's warnings (printed while it looks at a software adapter) must not reach every run's stderr.
+    expect(doctor.stderr).not.toMatch(/Warning/);
   });
 });

@@ -3,7 +3,7 @@
 //   CPU: tensorflow (libtensorflow, all cores) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
 // Native TensorFlow goes first where it installs because it is the fastest and most complete; wasm is
 // the fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -38,6 +38,12 @@ interface Candidate {
   device: 'cpu' | 'gpu';
   /** Loads and registers the backend with tfjs; throws with the reason when it cannot. */
   load(threads: number, explicit: boolean): Promise<{ package: string; threads: number; adapter?: string }>;
+}
+
+/** A GPU that Vulkan could drive: a DRM render node, an NVIDIA device, or WSL's GPU. */
+function hasGpuDevice(): boolean {
+  const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((n) => n.startsWith('renderD')) : false;
+  return dri || existsSync('/dev/nvidia0') || existsSync('/dev/dxg');
 }
 
 function hasVulkanLoader(): boolean {
@@ -84,6 +90,10 @@ const CANDIDATES: Candidate[] = [
       // finds no adapter. Checking first keeps every run's output clean and gives a clearer reason.
       if (process.platform === 'linux' && !hasVulkanLoader())
         throw new Error('no Vulkan loader (libvulkan.so.1) installed');
+      // Without a GPU device node only a software Vulkan driver could answer, and Dawn prints
+      // warnings to stderr while finding that out: auto does not ask.
+      if (process.platform === 'linux' && !explicit && !hasGpuDevice())
+        throw new Error('no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
       const webgpu = await optionalImport('webgpu');
       const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<GpuAdapter | null> };
       Object.assign(globalThis, webgpu.globals as object);
