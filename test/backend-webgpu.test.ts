@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Metrics } from '../src/index.js';
 import { runCli, tempFolder, type CliResult } from './helpers/cli.js';
-import { makeFolder } from './helpers/images.js';
+import { makeFolder, quickImageFolderArgs } from './helpers/images.js';
 
 const UNAVAILABLE = /package not installed|no Vulkan loader|no WebGPU adapter/;
 
@@ -19,20 +19,7 @@ describe('WebGPU backend', () => {
     'gpu',
     '--run-name',
     run,
-    '--dataset',
-    'image-folder',
-    '--dataset-folder',
-    images,
-    '--model',
-    'net',
-    '--epochs',
-    '2',
-    '--batch-size',
-    '8',
-    '--learning-rate',
-    '0.05',
-    '--backend',
-    backend,
+    ...quickImageFolderArgs(images, '--batch-size', '8', '--backend', backend),
   ];
   let webgpu: CliResult;
 

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest, Metrics } from '../src/index.js';
 import { CLI, runCli, tempFolder } from './helpers/cli.js';
-import { makeFolder } from './helpers/images.js';
+import { makeFolder, quickImageFolderArgs } from './helpers/images.js';
 
 const QUICK = ['--dataset', 'synthetic', '--model', 'net', '--batch-size', '32', '--learning-rate', '0.05'];
 
@@ -157,22 +157,7 @@ describe('reproduce', () => {
   const cwd = tempFolder();
   const experiments = join(cwd, 'experiments');
   const images = join(cwd, 'images');
-  const trainArgs = [
-    '--experiment-name',
-    'repro',
-    '--dataset',
-    'image-folder',
-    '--dataset-folder',
-    images,
-    '--model',
-    'net',
-    '--epochs',
-    '2',
-    '--batch-size',
-    '16',
-    '--learning-rate',
-    '0.05',
-  ];
+  const trainArgs = ['--experiment-name', 'repro', ...quickImageFolderArgs(images)];
 
   beforeAll(async () => {
     await makeFolder(images, 12);

@@ -72,6 +72,7 @@ export const op = {
   i32Eqz: 0x45,
   i32LtS: 0x48,
   i32GtS: 0x4a,
+  f32Gt: 0x5e,
   drop: 0x1a,
   /** Pops a, b, cond; pushes a if cond else b. */
   select: 0x1b,
@@ -84,7 +85,15 @@ const simd = (opcode: number): Code => [0xfd, uleb(opcode)];
 export const i32Load = (offset = 0): Code => [0x28, memarg(2, offset)];
 export const f32Load = (offset = 0): Code => [0x2a, memarg(2, offset)];
 export const f32Store = (offset = 0): Code => [0x38, memarg(2, offset)];
+/** An f32 constant. */
+export const f32Const = (v: number): Code => {
+  const b = Buffer.alloc(4);
+  b.writeFloatLE(v);
+  return [0x43, ...b];
+};
 export const f32Add: Code = 0x92;
+export const f32Sub: Code = 0x93;
+export const f32Mul: Code = 0x94;
 export const v128Load = (offset = 0): Code => [simd(0x00), memarg(4, offset)];
 export const v128Store = (offset = 0): Code => [simd(0x0b), memarg(4, offset)];
 export const f32x4Splat: Code = simd(0x13);

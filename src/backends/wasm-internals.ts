@@ -40,6 +40,8 @@ export interface WasmBackend {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
   incRef(dataId: object): void;
+  /** How many tensors share this data. */
+  refCount(dataId: object): number;
 }
 
 /** Kernel functions receive the backend as `KernelBackend`; view it as wasm. */

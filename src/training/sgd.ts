@@ -3,6 +3,7 @@
 // Our own rather than tf.train.momentum: that one has no weight decay, and owning the state makes it
 // easy to checkpoint.
 import * as tf from '@tensorflow/tfjs';
+import { wasmSgdStep } from '../backends/wasm-sgd.js';
 
 export interface SgdOptions {
   momentum: number;
@@ -16,12 +17,17 @@ export class Sgd {
   constructor(
     private readonly variables: tf.Variable[],
     private readonly options: SgdOptions,
+    /** false: always tfjs ops (tests compare the two). */
+    private readonly fused = true,
   ) {
-    this.buffers = variables.map((v) => tf.variable(tf.zerosLike(v), false));
+    // In a tidy: the zeros tensor is the variable's initial value only, not kept beside it.
+    this.buffers = variables.map((v) => tf.tidy(() => tf.variable(tf.zerosLike(v), false)));
   }
 
   /** One update with `grads[i]` the gradient of `variables[i]`. Disposes nothing it was given. */
   step(grads: tf.Tensor[], learningRate: number): void {
+    // On wasm: the same arithmetic as below, one SIMD call per variable (src/backends/wasm-sgd.ts).
+    if (this.fused && wasmSgdStep(this.variables, grads, this.buffers, this.options, learningRate)) return;
     const { momentum, nesterov, weightDecay } = this.options;
     tf.tidy(() => {
       const lr = tf.scalar(learningRate);

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { runCli, tempFolder } from './cli.js';
-import { makeFolder } from './images.js';
+import { makeFolder, quickImageFolderArgs } from './images.js';
 
 export interface QuickRun {
   /** Working directory of the CLI calls (experiments/ and data/ are under it). */
@@ -20,22 +20,13 @@ export async function quickRun(perClass = 20): Promise<QuickRun> {
   const cwd = tempFolder('ic-use-');
   const images = join(cwd, 'images');
   await makeFolder(images, perClass);
-  const args = ['--experiment-name', 'colours', '--run-name', 'r1', '--dataset', 'image-folder'];
   const { code, stderr } = await runCli(
     [
-      ...args,
-      '--dataset-folder',
-      images,
-      '--model',
-      'net',
-      '--epochs',
-      '2',
-      '--batch-size',
-      '16',
-      '--learning-rate',
-      '0.05',
-      '--backend',
-      'wasm',
+      '--experiment-name',
+      'colours',
+      '--run-name',
+      'r1',
+      ...quickImageFolderArgs(images, '--backend', 'wasm'),
     ],
     { cwd },
   );
