@@ -312,7 +312,7 @@ function backpropFilterByRows(
  * (x[ow * sW * C + kw * C + c] is exactly dW's (kw, c) order), rounded up to
  * a multiple of 4 for the 4-channel tiles; the extra rows read the next
  * pixel's values and are dropped. Measured on the tutorial CNN's first layer
- * (64x32x32x3, 5x5, 6 filters): 7.8 -> 4.4 ms (median, one kernel in isolation).
+ * (64x32x32x3, 5x5, 6 filters): 7.8 -> ~3.8 ms (median, one kernel in isolation).
  */
 function backpropFilterSimd(
   backend: WasmBackend,
