@@ -2,7 +2,7 @@
 // image installs it (docker/install-package.sh: the tarball with package-lock.json, `npm ci --omit=dev
 // --ignore-scripts`), then the image's entry point run on synthetic data, the library imported from an
 // ESM script and its types checked by tsc, as a user of the package would.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/index.js';
-import { runNode, tempFolder, type CliResult } from './helpers/cli.js';
+import { runCommand, runNode, tempFolder, type CliResult } from './helpers/cli.js';
 import { parseDockerfile, readRepoFile, REPO } from './helpers/ship.js';
 
 const pkg = JSON.parse(readRepoFile('package.json')) as {
@@ -37,15 +37,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 function run(command: string, args: string[], cwd: string): Promise<CliResult> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(command, args, { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-  });
+  return runCommand(command, args, { cwd, env: cleanEnv(), replaceEnv: true });
 }
 
 function expectSuccess(result: CliResult, what: string): void {

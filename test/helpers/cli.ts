@@ -14,7 +14,9 @@ export interface CliResult {
 
 export interface RunOptions {
   cwd?: string;
+  /** Added to this process's environment (or, with `replaceEnv`, the whole environment). */
   env?: NodeJS.ProcessEnv;
+  replaceEnv?: boolean;
 }
 
 export function runCli(args: string[], options: RunOptions = {}): Promise<CliResult> {
@@ -23,10 +25,15 @@ export function runCli(args: string[], options: RunOptions = {}): Promise<CliRes
 
 /** Runs `node <args>` to completion, collecting its output. */
 export function runNode(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return runCommand(process.execPath, args, options);
+}
+
+/** Runs any command to completion, collecting its output. */
+export function runCommand(command: string, args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(command, args, {
       cwd: options.cwd,
-      env: { ...process.env, ...options.env },
+      env: options.replaceEnv ? options.env : { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
