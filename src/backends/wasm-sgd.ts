@@ -6,17 +6,13 @@
 // caches XNNPACK operators (with their packed weights) by tensor, so a weight changed in place would
 // leave a stale copy in use.
 import * as tf from '@tensorflow/tfjs';
-import { asWasmBackend, heapMemory, heapOffset, type WasmBackend } from './wasm-internals.js';
+import { asWasmBackend, heapMemory, heapOffset } from './wasm-internals.js';
 import { simdKernels } from './wasm-simd-kernels.js';
 
 export interface SgdSettings {
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
-}
-
-function refCount(backend: WasmBackend, t: tf.Tensor): number {
-  return backend.refCount(t.dataId);
 }
 
 /**
@@ -39,7 +35,7 @@ export function wasmSgdStep(
   if (all.some((t) => t.dtype !== 'float32')) return false;
   // Writing a buffer in place is only safe when nothing else reads the same memory (tfjs shares
   // buffers between tensors, e.g. through Identity and Reshape).
-  if (buffers.some((t) => refCount(backend, t) !== 1)) return false;
+  if (buffers.some((t) => backend.refCount(t.dataId) !== 1)) return false;
   for (let i = 0; i < variables.length; i++) {
     const w = variables[i]!;
     const out = backend.makeOutput(w.shape, 'float32');

@@ -532,6 +532,22 @@ function maxPoolGrad(): FuncDef {
   const [best, pos, v, m] = [35, 36, 37, 38];
   const max = (a: Code, b: Code): Code => [a, b, a, b, op.i32GtS, op.select];
   const min = (a: Code, b: Code): Code => [a, b, a, b, op.i32LtS, op.select];
+  // Input rows (or columns) [lo, hi) under output position o: o * stride - pad + [0, f), clipped to [0, size).
+  const windowRange = (
+    o: number,
+    stride: number,
+    pad: number,
+    f: number,
+    size: number,
+    lo: number,
+    hi: number,
+  ): Code => {
+    const start: Code = [get(o), get(stride), op.i32Mul, get(pad), op.i32Sub];
+    return [
+      [max(start, i32(0)), set(lo)],
+      [min([start, get(f), op.i32Add], get(size)), set(hi)],
+    ];
+  };
   const scatter = (lane: number): Code => [
     ifThen(
       [get(pos), i32x4ExtractLane(lane), i32(-1), op.i32Ne],
@@ -601,19 +617,11 @@ function maxPoolGrad(): FuncDef {
         i32(0),
         set(L.oh),
         loop(L.oh, P.OH, 1, [
-          [max([get(L.oh), get(P.sH), op.i32Mul, get(P.pT), op.i32Sub], i32(0)), set(L.h0)],
-          [
-            min([get(L.oh), get(P.sH), op.i32Mul, get(P.pT), op.i32Sub, get(P.fH), op.i32Add], get(P.H)),
-            set(L.h1),
-          ],
+          windowRange(L.oh, P.sH, P.pT, P.fH, P.H, L.h0, L.h1),
           i32(0),
           set(L.ow),
           loop(L.ow, P.OW, 1, [
-            [max([get(L.ow), get(P.sW), op.i32Mul, get(P.pL), op.i32Sub], i32(0)), set(L.w0)],
-            [
-              min([get(L.ow), get(P.sW), op.i32Mul, get(P.pL), op.i32Sub, get(P.fW), op.i32Add], get(P.W)),
-              set(L.w1),
-            ],
+            windowRange(L.ow, P.sW, P.pL, P.fW, P.W, L.w0, L.w1),
             ifThen([get(L.h1), get(L.h0), op.i32GtS, get(L.w1), get(L.w0), op.i32GtS, op.i32And], windowBody),
             addTo(L.dyp, get(V.pixStride)),
           ]),

@@ -56,16 +56,16 @@ export interface Checkpoint extends CheckpointMeta {
 
 interface StateFile extends CheckpointMeta {
   state: Omit<LoopState, 'order'>;
-  weightShapes: number[][];
-  momentumShapes: number[][];
+  /** Float counts of the tensors in weights.bin and momentum.bin, in order. */
+  weightSizes: number[];
+  momentumSizes: number[];
 }
 
 function concat(arrays: Float32Array[]): Buffer {
   return Buffer.concat(arrays.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
 }
 
-function split(buffer: Buffer, shapes: number[][], file: string): Float32Array[] {
-  const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
+function split(buffer: Buffer, sizes: number[], file: string): Float32Array[] {
   const total = sizes.reduce((a, b) => a + b, 0);
   if (buffer.byteLength !== total * 4) {
     throw new Error(`checkpoint ${file} holds ${buffer.byteLength} bytes, expected ${total * 4}`);
@@ -93,8 +93,8 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
   const stateFile: StateFile = {
     ...meta,
     state: loop,
-    weightShapes: weights.map((w) => [w.length]),
-    momentumShapes: momentum.map((m) => [m.length]),
+    weightSizes: weights.map((w) => w.length),
+    momentumSizes: momentum.map((m) => m.length),
   };
   await writeFile(join(tmp, WEIGHTS_FILE), concat(weights));
   await writeFile(join(tmp, MOMENTUM_FILE), concat(momentum));
@@ -114,15 +114,15 @@ export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
   const file = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as StateFile;
   if (file.schemaVersion !== 1)
     throw new Error(`checkpoint ${dir}: unknown schema version ${file.schemaVersion}`);
-  const { weightShapes, momentumShapes, state, ...meta } = file;
+  const { weightSizes, momentumSizes, state, ...meta } = file;
   const orderBytes = await readFile(join(dir, ORDER_FILE));
   const order = new Int32Array(orderBytes.byteLength / 4);
   new Uint8Array(order.buffer).set(orderBytes);
   return {
     ...meta,
     state: { ...state, order },
-    weights: split(await readFile(join(dir, WEIGHTS_FILE)), weightShapes, WEIGHTS_FILE),
-    momentum: split(await readFile(join(dir, MOMENTUM_FILE)), momentumShapes, MOMENTUM_FILE),
+    weights: split(await readFile(join(dir, WEIGHTS_FILE)), weightSizes, WEIGHTS_FILE),
+    momentum: split(await readFile(join(dir, MOMENTUM_FILE)), momentumSizes, MOMENTUM_FILE),
   };
 }
 

@@ -1,13 +1,14 @@
 // Comparing the runs of an experiment: one row per run (finished or interrupted), the configuration
 // keys on which they differ, results, timing; and comparison.png in the experiment folder.
 import { existsSync, readdirSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError, type RunConfig } from '../config.js';
 import { renderComparison } from '../reports/charts.js';
 import type { Metrics } from '../training/train.js';
-import { loadCheckpoint } from './checkpoint.js';
-import { MANIFEST_FILE, type Manifest } from './manifest.js';
+import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
+import { loadRun } from './load-run.js';
+import { MANIFEST_FILE } from './manifest.js';
 
 export const COMPARISON_FILE = 'comparison.png';
 
@@ -45,8 +46,7 @@ const NAME_KEYS = new Set<string>(['runName']);
 async function readRow(folder: string, name: string): Promise<RunRow | null> {
   const runFolder = join(folder, name);
   if (existsSync(join(runFolder, MANIFEST_FILE))) {
-    const manifest = JSON.parse(await readFile(join(runFolder, MANIFEST_FILE), 'utf8')) as Manifest;
-    const metrics = JSON.parse(await readFile(join(runFolder, 'metrics.json'), 'utf8')) as Metrics;
+    const { manifest, metrics } = await loadRun(runFolder);
     return {
       run: name,
       status: 'completed',
@@ -62,7 +62,7 @@ async function readRow(folder: string, name: string): Promise<RunRow | null> {
     };
   }
   const partial = /^\.(.+)\.partial$/.exec(name);
-  if (partial && existsSync(join(runFolder, 'checkpoint', 'state.json'))) {
+  if (partial && hasCheckpoint(runFolder)) {
     const checkpoint = await loadCheckpoint(runFolder);
     const history = checkpoint.state.history;
     const last = history[history.length - 1];

@@ -6,6 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../config.js';
+import { hasCheckpoint } from './checkpoint.js';
 
 export interface RunFolder {
   experimentPath: string;
@@ -62,9 +63,7 @@ export function findResumable(experimentsFolder: string, experiment: string, run
   const stale = readdirSync(experimentPath)
     .filter((name) => name.startsWith(prefix))
     .map((name) => ({ name, pid: Number(name.slice(prefix.length).split('-')[0]) }))
-    .filter(
-      ({ name, pid }) => !pidAlive(pid) && existsSync(join(experimentPath, name, 'checkpoint', 'state.json')),
-    )
+    .filter(({ name, pid }) => !pidAlive(pid) && hasCheckpoint(join(experimentPath, name)))
     .map(({ name }) => name)
     .sort();
   return stale.length > 0 ? join(experimentPath, stale[stale.length - 1]!) : null;

@@ -4,12 +4,13 @@
 // The summary (sweep.json, comparison.png) names the best trial by the sweep's metric.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flagName, keyName } from '../config.js';
 import { compareRuns, type Comparison } from '../runs/compare.js';
+import { readManifest } from '../runs/load-run.js';
 import { configArgs, MANIFEST_FILE, type Manifest } from '../runs/manifest.js';
 import { describeParams, readSweepFile, trialConfig, type Sweep, type Trial } from './sweep-file.js';
 
@@ -124,7 +125,7 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
     const result: TrialResult = { name: trial.name, params: trial.params, status: 'failed', metric: null };
     results.set(trial.name, result);
     if (existsSync(join(runFolder, MANIFEST_FILE))) {
-      const manifest = JSON.parse(await readFile(join(runFolder, MANIFEST_FILE), 'utf8')) as Manifest;
+      const manifest = await readManifest(runFolder);
       const mismatch = Object.entries(trial.params).find(
         ([k, v]) => (manifest.config as Record<string, unknown>)[k] !== v,
       );
@@ -164,7 +165,7 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
     const { code, lastError } = await trainInChild(args, options.signal);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     if (code === 0) {
-      const manifest = JSON.parse(await readFile(join(runFolder, MANIFEST_FILE), 'utf8')) as Manifest;
+      const manifest = await readManifest(runFolder);
       result.status = 'completed';
       result.metric = metricOf(manifest, sweep.metric.name);
       log(`${trial.name}: done in ${seconds} s, ${sweep.metric.name} ${result.metric.toFixed(4)}`);
