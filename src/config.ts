@@ -20,7 +20,7 @@ const wandbName = z
 export const MODEL_NAMES = ['vgg', 'net'] as const;
 export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
 export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
-export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
 
 export const runConfigSchema = z

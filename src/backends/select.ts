@@ -1,15 +1,17 @@
 // Backend selection. `auto` takes the first candidate that loads *and* trains a tiny conv net step:
 //   GPU: tensorflow-gpu (CUDA via tfjs-node-gpu) > webgpu (Dawn through the `webgpu` package)
-//   CPU: tensorflow (libtensorflow, all cores) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
-// Native TensorFlow goes first where it installs because it is the fastest and most complete; wasm is
-// the fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
+//   CPU: tensorflow (libtensorflow, all cores) > native (wasm + our AVX2/AVX-512 addon for convolutions
+//        and matrix products) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
+// Native TensorFlow goes first where it installs because it is the fastest and most complete; our
+// addon builds wherever a C compiler is (VGG: ~2.5x the wasm path's images/s on 2 cores); wasm is the
+// fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
 import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 
-export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'native' | 'wasm' | 'cpu';
 
 export interface BackendInfo {
   name: BackendName;
@@ -36,6 +38,8 @@ interface GpuAdapter {
 interface Candidate {
   name: BackendName;
   device: 'cpu' | 'gpu';
+  /** The tfjs backend it runs on, when not its own name (native runs on tfjs's wasm backend). */
+  tfjsName?: string;
   /** Loads and registers the backend with tfjs; throws with the reason when it cannot. */
   load(threads: number, explicit: boolean): Promise<{ package: string; threads: number; adapter?: string }>;
 }
@@ -71,6 +75,21 @@ async function packageVersion(name: string): Promise<string> {
   } catch {
     return name;
   }
+}
+
+/** The wasm backend with our training kernels (and the native addon's, for `native`). */
+async function loadWasm(
+  threads: number,
+  native?: { addon: import('./native-kernels.js').NativeAddon; threads: number },
+): Promise<{ package: string; threads: number }> {
+  await import('@tensorflow/tfjs-backend-wasm');
+  // tfjs-backend-wasm uses one core in Node; our loader runs its threaded build on all of them
+  // (VGG: ~70 -> ~120 img/s on 2 cores). One thread keeps the stock single-threaded build.
+  const { registerThreadedWasmBackend } = await import('./wasm-threads.js');
+  const used = threads > 1 ? await registerThreadedWasmBackend({ threads }) : 1;
+  const { registerWasmTrainingKernels } = await import('./wasm-training-kernels.js');
+  registerWasmTrainingKernels({ native });
+  return { package: await packageVersion('@tensorflow/tfjs-backend-wasm'), threads: native?.threads ?? used };
 }
 
 const CANDIDATES: Candidate[] = [
@@ -124,18 +143,20 @@ const CANDIDATES: Candidate[] = [
     },
   },
   {
+    name: 'native',
+    device: 'cpu',
+    tfjsName: 'wasm',
+    async load(threads) {
+      const { loadNativeAddon } = await import('./native-kernels.js');
+      const { addon, isa } = loadNativeAddon();
+      const wasm = await loadWasm(threads, { addon, threads });
+      return { ...wasm, package: `${wasm.package} + native kernels (${isa})` };
+    },
+  },
+  {
     name: 'wasm',
     device: 'cpu',
-    async load(threads) {
-      await import('@tensorflow/tfjs-backend-wasm');
-      // tfjs-backend-wasm uses one core in Node; our loader runs its threaded build on all of them
-      // (VGG: ~70 -> ~120 img/s on 2 cores). One thread keeps the stock single-threaded build.
-      const { registerThreadedWasmBackend } = await import('./wasm-threads.js');
-      const used = threads > 1 ? await registerThreadedWasmBackend({ threads }) : 1;
-      const { registerWasmTrainingKernels } = await import('./wasm-training-kernels.js');
-      registerWasmTrainingKernels();
-      return { package: await packageVersion('@tensorflow/tfjs-backend-wasm'), threads: used };
-    },
+    load: (threads) => loadWasm(threads),
   },
   {
     name: 'cpu',
@@ -176,8 +197,9 @@ async function tryCandidate(candidate: Candidate, threads: number, explicit = fa
   // which backend runs, and `doctor` says why others do not.
   tf.env().set('PROD', true);
   const loaded = await candidate.load(threads, explicit);
-  const ok = await tf.setBackend(candidate.name);
-  if (!ok) throw new Error(`tfjs could not initialise the '${candidate.name}' backend`);
+  const tfjsName = candidate.tfjsName ?? candidate.name;
+  const ok = await tf.setBackend(tfjsName);
+  if (!ok) throw new Error(`tfjs could not initialise the '${tfjsName}' backend`);
   await tf.ready();
   await smokeTest();
   return { name: candidate.name, device: candidate.device, ...loaded };

@@ -30,7 +30,7 @@ import { kernelPool } from './wasm-workers.js';
 type Conv2DBackpropFilterAttrs = tf.Conv2DBackpropFilterAttrs;
 type Conv2DBackpropInputAttrs = tf.Conv2DBackpropInputAttrs;
 
-interface ConvGeometry {
+export interface ConvGeometry {
   batch: number;
   inH: number;
   inW: number;
@@ -46,7 +46,7 @@ interface ConvGeometry {
   padLeft: number;
 }
 
-function geometry(
+export function geometry(
   inputShape: [number, number, number, number],
   filterShape: [number, number, number, number],
   strides: [number, number] | number,

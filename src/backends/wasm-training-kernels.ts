@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
+import { nativeKernelConfigs, type NativeAddon } from './native-kernels.js';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
 import {
@@ -16,6 +17,8 @@ import {
 } from './wasm-misc-kernels.js';
 
 const BACKEND = 'wasm';
+/** Kernels that only the native set replaces (the rest of its set replaces ours). */
+const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul];
 
 export interface WasmTrainingKernelOptions {
   /**
@@ -23,6 +26,11 @@ export interface WasmTrainingKernelOptions {
    * comparisons. Names without a stock kernel are simply not registered.
    */
   keepStock?: string[];
+  /**
+   * The native addon (the `native` backend): its convolution and matrix
+   * kernels replace ours and the stock ones, which remain their fallbacks.
+   */
+  native?: { addon: NativeAddon; threads: number };
 }
 
 /** The stock kernels we replaced, by kernel name, to restore on request. */
@@ -44,7 +52,6 @@ function stockKernel(kernelName: string): tf.KernelConfig | undefined {
 
 function install(kernelName: string, make: () => tf.KernelConfig): void {
   const now = current(kernelName);
-  if (now !== undefined && ours.has(now)) return;
   if (!stock.has(kernelName)) stock.set(kernelName, now);
   // Unregister first: registerKernel over an existing one logs a warning.
   if (now !== undefined) tf.unregisterKernel(kernelName, BACKEND);
@@ -90,8 +97,26 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.Add, () => addConfig(stockKernel(tf.Add))],
     ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
   ];
+  if (options.native !== undefined) {
+    const wasmMakers = new Map(kernels);
+    const wasmConfigs = new Map<string, tf.KernelConfig | undefined>();
+    // Native kernels fall back to ours where we have one, else to the stock kernel.
+    const fallback = (name: string): tf.KernelConfig | undefined => {
+      if (!wasmConfigs.has(name)) wasmConfigs.set(name, wasmMakers.get(name)?.() ?? stockKernel(name));
+      return wasmConfigs.get(name);
+    };
+    const { addon, threads } = options.native;
+    for (const config of nativeKernelConfigs(addon, threads, fallback)) {
+      const at = kernels.findIndex(([name]) => name === config.kernelName);
+      const entry: [string, () => tf.KernelConfig] = [config.kernelName, () => config];
+      if (at >= 0) kernels[at] = entry;
+      else kernels.push(entry);
+    }
+  }
   for (const [name, make] of kernels) {
     if (keep.has(name)) restore(name);
     else install(name, make);
   }
+  // Kernels only the native set replaces go back to stock when it is not asked for.
+  if (options.native === undefined) for (const name of NATIVE_ONLY) restore(name);
 }

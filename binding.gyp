@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "image_classifier_native",
+      "sources": ["native/addon.c", "native/conv.c"],
+      "cflags": ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno", "-Wall"],
+      "ldflags": ["-fopenmp"]
+    }
+  ]
+}

@@ -1,0 +1,233 @@
+// Node-API bindings of the native kernels (conv.c). Tensors live on the tfjs
+// wasm backend's heap: every call takes a Uint8Array over that heap and byte
+// offsets into it, computes in place and returns. The JavaScript side
+// (src/backends/native-kernels.ts) checks shapes and falls back to the wasm
+// kernels for anything these do not cover.
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv.h"
+
+#define MAX_ARGS 24
+
+// Reads the heap view and up to MAX_ARGS-1 integer arguments after it.
+static int read_args(napi_env env, napi_callback_info info, size_t want, uint8_t **heap, int64_t *ints) {
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want + 1) {
+    napi_throw_type_error(env, NULL, "image-classifier native: wrong number of arguments");
+    return 0;
+  }
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "image-classifier native: expected a Uint8Array over the heap");
+    return 0;
+  }
+  *heap = data;
+  for (size_t i = 0; i < want; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &ints[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "image-classifier native: expected integer arguments");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int pad16(int n) { return (n + 15) / 16 * 16; }
+
+static float *alloc_floats(size_t n) {
+  // Rounded up to whole 64-byte lines (aligned_alloc needs a multiple).
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  return aligned_alloc(64, bytes > 0 ? bytes : 64);
+}
+
+// Copies rows x cols into rows x ld (ld >= cols), zero-filling the extra columns.
+static float *padded_copy(const float *src, long rows, int cols, int ld) {
+  float *dst = alloc_floats((size_t)rows * ld);
+  if (!dst) return NULL;
+  for (long r = 0; r < rows; r++) {
+    memcpy(dst + r * ld, src + r * cols, sizeof(float) * cols);
+    memset(dst + r * ld + cols, 0, sizeof(float) * (ld - cols));
+  }
+  return dst;
+}
+
+static void copy_columns(float *dst, const float *src, long rows, int cols, int ld) {
+  for (long r = 0; r < rows; r++) memcpy(dst + r * cols, src + r * ld, sizeof(float) * cols);
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static napi_value out_of_memory(napi_env env) {
+  napi_throw_error(env, NULL, "image-classifier native: out of memory");
+  return NULL;
+}
+
+#define F32(off) ((float *)(heap + (off)))
+
+// Runs a forward convolution with filter rows already laid out as
+// [taps*c][ldw] (ldw = pad16(f)); writes out [m][f].
+static int forward(struct conv_args *a, const float *w, int f, const float *bias_src, float *out, int threads) {
+  const int ldw = pad16(f);
+  float *zeros = calloc((size_t)a->c + 16, sizeof(float));
+  float *bias = bias_src ? padded_copy(bias_src, 1, f, ldw) : NULL;
+  const long rows = (long)a->n * a->oh * a->ow;
+  float *tmp = f == ldw ? out : alloc_floats((size_t)rows * ldw);
+  int ok = zeros && tmp && (!bias_src || bias);
+  if (ok) {
+    a->zeros = zeros;
+    ic_conv_forward(a, w, ldw, bias, tmp, ldw, threads);
+    if (tmp != out) copy_columns(out, tmp, rows, f, ldw);
+  }
+  if (tmp != out) free(tmp);
+  free(bias);
+  free(zeros);
+  return ok;
+}
+
+// convForward(heap, x, n, h, w, c, filter, kh, kw, f, sh, sw, pt, pl, oh, ow, bias (-1: none), relu, out, threads)
+static napi_value conv_forward(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[19];
+  if (!read_args(env, info, 19, &heap, v)) return NULL;
+  struct conv_args a = {F32(v[0]), NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[6], (int)v[7],
+                        (int)v[9], (int)v[10], (int)v[11], (int)v[12], (int)v[13], (int)v[14], (int)v[16]};
+  const int f = (int)v[8];
+  float *w = padded_copy(F32(v[5]), (long)a.kh * a.kw * a.c, f, pad16(f));
+  if (!w) return out_of_memory(env);
+  const int ok = forward(&a, w, f, v[15] >= 0 ? F32(v[15]) : NULL, F32(v[17]), (int)v[18]);
+  free(w);
+  return ok ? undefined(env) : out_of_memory(env);
+}
+
+// convBackpropInput(heap, dy, n, oh, ow, f, filter, kh, kw, c, pt, pl, h, w, dx, threads), stride 1:
+// dx is the forward convolution of dy with the filter rotated by 180 degrees, in and out channels swapped.
+static napi_value conv_backprop_input(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[15];
+  if (!read_args(env, info, 15, &heap, v)) return NULL;
+  const int n = (int)v[1], oh = (int)v[2], ow = (int)v[3], f = (int)v[4];
+  const int kh = (int)v[6], kw = (int)v[7], c = (int)v[8], pt = (int)v[9], pl = (int)v[10];
+  const int h = (int)v[11], w = (int)v[12];
+  const float *filter = F32(v[5]);
+  const int ldw = pad16(c);
+  float *wt = alloc_floats((size_t)kh * kw * f * ldw);
+  if (!wt) return out_of_memory(env);
+  for (int ky = 0; ky < kh; ky++)
+    for (int kx = 0; kx < kw; kx++)
+      for (int fo = 0; fo < f; fo++) {
+        float *row = wt + (((long)ky * kw + kx) * f + fo) * ldw;
+        const float *src = filter + ((long)(kh - 1 - ky) * kw + (kw - 1 - kx)) * c * f + fo;
+        for (int ci = 0; ci < c; ci++) row[ci] = src[(long)ci * f];
+        for (int ci = c; ci < ldw; ci++) row[ci] = 0;
+      }
+  struct conv_args a = {F32(v[0]), NULL, n, oh, ow, f, kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w, 0};
+  const int ok = forward(&a, wt, c, NULL, F32(v[13]), (int)v[14]);
+  free(wt);
+  return ok ? undefined(env) : out_of_memory(env);
+}
+
+// Runs the filter-gradient kernel with dy [rows][f]; writes dw [taps*c][f].
+static int filter_grad(const struct conv_args *a, const float *dy, int f, float *dw, int threads) {
+  const int ldw = pad16(f);
+  const long rows = (long)a->n * a->oh * a->ow;
+  const long wrows = (long)a->kh * a->kw * a->c;
+  float *dyp = f == ldw ? (float *)dy : padded_copy(dy, rows, f, ldw);
+  float *tmp = f == ldw ? dw : alloc_floats((size_t)wrows * ldw);
+  const int ok = dyp && tmp;
+  if (ok) {
+    ic_conv_filter(a, dyp, ldw, tmp, ldw, threads);
+    if (tmp != dw) copy_columns(dw, tmp, wrows, f, ldw);
+  }
+  if (dyp != dy) free(dyp);
+  if (tmp != dw) free(tmp);
+  return ok;
+}
+
+// convBackpropFilter(heap, x, n, h, w, c, dy, oh, ow, f, kh, kw, sh, sw, pt, pl, dw, threads)
+static napi_value conv_backprop_filter(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[17];
+  if (!read_args(env, info, 17, &heap, v)) return NULL;
+  struct conv_args a = {F32(v[0]), NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[9], (int)v[10],
+                        (int)v[11], (int)v[12], (int)v[13], (int)v[14], (int)v[6], (int)v[7], 0};
+  const int ok = filter_grad(&a, F32(v[5]), (int)v[8], F32(v[15]), (int)v[16]);
+  return ok ? undefined(env) : out_of_memory(env);
+}
+
+// matMul(heap, a, b, out, m, k, n, transposeA, transposeB, bias (-1: none), relu, threads):
+// out [m][n] = op(a) op(b) (+ bias, ReLU). Not both transposed.
+static napi_value mat_mul(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[11];
+  if (!read_args(env, info, 11, &heap, v)) return NULL;
+  const float *A = F32(v[0]), *B = F32(v[1]);
+  float *out = F32(v[2]);
+  const int m = (int)v[3], k = (int)v[4], n = (int)v[5], ta = (int)v[6], tb = (int)v[7], relu = (int)v[9];
+  const float *bias = v[8] >= 0 ? F32(v[8]) : NULL;
+  const int threads = (int)v[10];
+  int ok;
+  if (ta) {
+    // out[i][j] = sum_p a[p][i] b[p][j]: the filter gradient of a 1x1 convolution over k "pixels".
+    struct conv_args a = {A, NULL, k, 1, 1, m, 1, 1, 1, 1, 0, 0, 1, 1, 0};
+    ok = filter_grad(&a, B, n, out, threads);
+  } else {
+    // A 1x1 convolution of m "pixels" with k channels; b laid out as [k][pad16(n)] rows.
+    const int ldw = pad16(n);
+    float *w = alloc_floats((size_t)k * ldw);
+    if (!w) return out_of_memory(env);
+    for (int p = 0; p < k; p++) {
+      for (int j = 0; j < n; j++) w[(long)p * ldw + j] = tb ? B[(long)j * k + p] : B[(long)p * n + j];
+      for (int j = n; j < ldw; j++) w[(long)p * ldw + j] = 0;
+    }
+    struct conv_args a = {A, NULL, m, 1, 1, k, 1, 1, 1, 1, 0, 0, 1, 1, relu};
+    ok = forward(&a, w, n, bias, out, threads);
+    free(w);
+  }
+  return ok ? undefined(env) : out_of_memory(env);
+}
+
+// isa(): 2 AVX-512, 1 AVX2+FMA, 0 neither. useIsa(n): restrict to n (-1: best); returns the one used.
+static napi_value isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_int32(env, ic_isa(), &r);
+  return r;
+}
+
+static napi_value use_isa(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t want = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1) napi_get_value_int32(env, argv[0], &want);
+  napi_value r;
+  napi_create_int32(env, ic_use_isa(want), &r);
+  return r;
+}
+
+NAPI_MODULE_INIT() {
+  const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {{"convForward", conv_forward},
+             {"convBackpropInput", conv_backprop_input},
+             {"convBackpropFilter", conv_backprop_filter},
+             {"matMul", mat_mul},
+             {"isa", isa},
+             {"useIsa", use_isa}};
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    napi_value fn;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, fns[i].name, fn);
+  }
+  return exports;
+}

@@ -1,0 +1,115 @@
+// Convolution and matrix-multiply kernels for image-classifier's `native`
+// backend: the tfjs wasm backend's heap, computed on with AVX2/AVX-512 fused
+// multiply-adds and OpenMP threads. The hot loops are in conv-tiles.h, built
+// here once per instruction set; the CPU picks one at run time.
+//
+// Determinism: each output element is one fused multiply-add chain in a
+// fixed order; threads split outputs, never a sum. Same inputs, same bits,
+// whatever the thread count or instruction set.
+#include "conv.h"
+
+#include <omp.h>
+#include <stdlib.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define VL 8
+#define MR 6
+#define SFX(name) name##_avx2
+#include "conv-tiles.h"
+#undef VL
+#undef MR
+#undef SFX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+#define VL 16
+#define MR 12
+#define SFX(name) name##_avx512
+#include "conv-tiles.h"
+#undef VL
+#undef MR
+#undef SFX
+#pragma GCC pop_options
+
+int ic_isa(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return 2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+  return 0;
+}
+
+static int isa_in_use = -1;
+
+int ic_use_isa(int isa) {
+  const int best = ic_isa();
+  isa_in_use = isa < 0 || isa > best ? best : isa;
+  return isa_in_use;
+}
+
+static int current_isa(void) {
+  if (isa_in_use < 0) ic_use_isa(-1);
+  return isa_in_use;
+}
+
+static int mr_of(int isa) { return isa == 2 ? 12 : 6; }
+
+void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const float *bias, float *out, int ldo,
+                     int threads) {
+  const int isa = current_isa();
+  const long rows = (long)a->n * a->oh * a->ow;
+  const int mr = mr_of(isa);
+  const long tiles = (rows + mr - 1) / mr;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const long m0 = tiles * t / nt * mr;
+    long m1 = tiles * (t + 1) / nt * mr;
+    if (m1 > rows) m1 = rows;
+    if (m0 < m1) {
+      if (isa == 2)
+        conv_forward_rows_avx512(a, w, ldw, bias, out, ldo, m0, m1);
+      else
+        conv_forward_rows_avx2(a, w, ldw, bias, out, ldo, m0, m1);
+    }
+  }
+}
+
+void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *dw, int ldw, int threads) {
+  const int isa = current_isa();
+  const int mr = mr_of(isa);
+  const int vl = isa == 2 ? 16 : 8;
+  const int taps = a->kh * a->kw;
+  const int cblocks = (a->c + mr - 1) / mr;
+  const int fblocks = (ldw + 2 * vl - 1) / (2 * vl);
+  const long items = (long)taps * cblocks * fblocks;
+  // Images per pass: about 256 pixels, so x and dy of a pass stay in cache
+  // while every work item of the thread runs over them.
+  const long pix = (long)a->oh * a->ow;
+  const long chunk = pix >= 256 ? 1 : 256 / (pix > 0 ? pix : 1);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const long i0 = items * t / nt, i1 = items * (t + 1) / nt;
+    for (long n0 = 0; n0 < a->n; n0 += chunk) {
+      const long n1 = n0 + chunk < a->n ? n0 + chunk : a->n;
+      for (long it = i0; it < i1; it++) {
+        const int fb = (int)(it % fblocks);
+        const int cb = (int)(it / fblocks % cblocks);
+        const int tap = (int)(it / fblocks / cblocks);
+        const int ky = tap / a->kw, kx = tap % a->kw;
+        const int c0 = cb * mr;
+        const int rows = a->c - c0 < mr ? a->c - c0 : mr;
+        const int f = fb * 2 * vl;
+        const int nv = ldw - f >= 2 * vl ? 2 : 1;
+        float *d = dw + ((long)tap * a->c + c0) * ldw + f;
+        if (isa == 2)
+          filter_item_avx512(a, ky, kx, c0, rows, nv, dy + f, ldd, d, ldw, n0, n1, n0 == 0);
+        else
+          filter_item_avx2(a, ky, kx, c0, rows, nv, dy + f, ldd, d, ldw, n0, n1, n0 == 0);
+      }
+    }
+    // Taps that no pixel reads (a filter larger than the padded input) keep zeros.
+  }
+}

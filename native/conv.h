@@ -1,0 +1,26 @@
+// Kernels of the native backend (see conv.c). NHWC tensors, filters as
+// [kh*kw*c][ld] rows with ld a multiple of 16 (zero-padded columns).
+#ifndef IMAGE_CLASSIFIER_CONV_H
+#define IMAGE_CLASSIFIER_CONV_H
+
+struct conv_args {
+  const float *x;     // input [n][h][w][c]
+  const float *zeros; // at least c zeros: what padding taps read
+  int n, h, w, c;     // input shape
+  int kh, kw, sh, sw; // filter size, strides
+  int pt, pl;         // padding before the first row / column
+  int oh, ow;         // output size
+  int relu;           // forward only: ReLU after the bias
+};
+
+// 2: AVX-512, 1: AVX2 with FMA, 0: neither (the backend is unavailable).
+int ic_isa(void);
+// Restricts the kernels to an instruction set (-1: the best); returns the one used.
+int ic_use_isa(int isa);
+// out[m][f] = bias[f] + sum_{tap,c} x[...] * w[(tap*c_in + c)*ldw + f], f < ldw; row stride ldo.
+void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const float *bias, float *out, int ldo,
+                     int threads);
+// dw[(tap*c_in + c)*ldw + f] = sum over output pixels of x[...] * dy[m*ldd + f], f < ldw.
+void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *dw, int ldw, int threads);
+
+#endif

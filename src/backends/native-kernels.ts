@@ -1,0 +1,261 @@
+// The `native` backend's kernels: convolutions and matrix products computed by
+// our optional Node-API addon (native/, built by node-gyp at install time where
+// a C compiler and Node's headers exist) with AVX2 or AVX-512 fused
+// multiply-adds on all cores, straight on the tfjs wasm backend's heap. Every
+// other kernel is the wasm backend's. Measured on VGG shapes (2 cores): 100-140
+// GFLOP/s against ~35 for the wasm path (128-bit SIMD without FMA), because
+// x86 vectors are 4x wider and fuse the multiply with the add.
+//
+// Results are deterministic (one fused multiply-add chain per output element,
+// threads split outputs) and identical between AVX2 and AVX-512, but not the
+// wasm backend's bits: runs record the backend, and `reproduce` compares it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { geometry } from './wasm-conv-grad.js';
+import { allocF32, asWasmBackend, heapMemory, heapOffset, stockCaller, type WasmBackend } from './wasm-internals.js';
+
+/** The addon's functions (native/addon.c); offsets are byte offsets into `heap`. */
+export interface NativeAddon {
+  isa(): number;
+  useIsa(isa: number): number;
+  convForward(heap: Uint8Array, ...args: number[]): void;
+  convBackpropInput(heap: Uint8Array, ...args: number[]): void;
+  convBackpropFilter(heap: Uint8Array, ...args: number[]): void;
+  matMul(heap: Uint8Array, ...args: number[]): void;
+}
+
+export const NATIVE_ADDON_PATH = fileURLToPath(
+  new URL('../../build/Release/image_classifier_native.node', import.meta.url),
+);
+
+const ISA_NAMES = ['none', 'avx2', 'avx512'] as const;
+export type NativeIsa = (typeof ISA_NAMES)[number];
+
+let loaded: NativeAddon | undefined;
+
+/**
+ * Loads the addon; throws with the reason it cannot be used (not built, no
+ * AVX2/FMA). `isa` restricts the instruction set (tests compare the two).
+ */
+export function loadNativeAddon(): { addon: NativeAddon; isa: NativeIsa } {
+  if (loaded === undefined) {
+    if (!existsSync(NATIVE_ADDON_PATH)) {
+      throw new Error('native addon not built (needs a C compiler and Node headers: npm rebuild image-classifier)');
+    }
+    // OpenMP's threads otherwise spin for a while after each kernel, taking the
+    // cores from the wasm backend's threads that run the next (non-native) kernel.
+    process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+    const require = createRequire(import.meta.url);
+    // Cast: a Node-API module's exports are untyped; native/addon.c defines them.
+    loaded = require(NATIVE_ADDON_PATH) as NativeAddon;
+  }
+  const isa = ISA_NAMES[loaded.isa()] ?? 'none';
+  if (isa === 'none') throw new Error('this CPU has neither AVX2 with FMA nor AVX-512');
+  return { addon: loaded, isa };
+}
+
+// A view over the whole heap, per heap buffer (a grown heap is a new buffer).
+const heapViews = new WeakMap<ArrayBufferLike, Uint8Array>();
+function heapBytes(backend: WasmBackend): Uint8Array {
+  const buffer = heapMemory(backend)?.buffer ?? backend.wasm.HEAPF32.buffer;
+  let view = heapViews.get(buffer);
+  if (view === undefined) {
+    view = new Uint8Array(buffer);
+    heapViews.set(buffer, view);
+  }
+  return view;
+}
+
+const size = (t: tf.TensorInfo): number => t.shape.reduce((a, b) => a * b, 1);
+const isF32 = (...ts: Array<tf.TensorInfo | undefined>): boolean =>
+  ts.every((t) => t === undefined || t.dtype === 'float32');
+const sameDims = (d: number | [number, number] | undefined): boolean =>
+  d === undefined || (Array.isArray(d) ? d[0] === 1 && d[1] === 1 : d === 1);
+
+type Fallbacks = (kernelName: string) => tf.KernelConfig | undefined;
+
+/**
+ * Kernel configs for the wasm backend that run on the addon and hand every case
+ * they do not cover to `fallback(kernelName)` (our wasm kernel or the stock one).
+ */
+export function nativeKernelConfigs(addon: NativeAddon, threads: number, fallback: Fallbacks): tf.KernelConfig[] {
+  const config = (
+    kernelName: string,
+    run: (params: Parameters<tf.KernelFunc>[0], wb: WasmBackend) => tf.TensorInfo | null,
+  ): tf.KernelConfig => {
+    const other = stockCaller(fallback(kernelName), kernelName);
+    return {
+      kernelName,
+      backendName: 'wasm',
+      kernelFunc: (params) => run(params, asWasmBackend(params.backend)) ?? other(params),
+    };
+  };
+
+  const convForward = (params: Parameters<tf.KernelFunc>[0], wb: WasmBackend): tf.TensorInfo | null => {
+    const { x, filter, bias, preluActivationWeights } = params.inputs as Record<string, tf.TensorInfo | undefined>;
+    // Cast: tfjs passes attrs as a generic map; these are the op's attrs (Conv2D's are a subset).
+    const a = params.attrs as unknown as tf.FusedConv2DAttrs;
+    const activation = a.activation ?? 'linear';
+    if (x === undefined || filter === undefined || preluActivationWeights !== undefined) return null;
+    if ((activation !== 'linear' && activation !== 'relu') || !sameDims(a.dilations) || !isF32(x, filter, bias))
+      return null;
+    const g = geometry(
+      x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number],
+      a.strides,
+      a.pad,
+      a.dimRoundingMode,
+      a.dataFormat === 'NCHW' ? 'NCHW' : 'NHWC',
+    );
+    if ((bias !== undefined && size(bias) !== g.outC) || size(x) === 0 || size(filter) === 0) return null;
+    const out = allocF32(wb, [g.batch, g.outH, g.outW, g.outC]);
+    addon.convForward(
+      heapBytes(wb),
+      heapOffset(wb, x),
+      g.batch,
+      g.inH,
+      g.inW,
+      g.inC,
+      heapOffset(wb, filter),
+      g.kH,
+      g.kW,
+      g.outC,
+      g.sH,
+      g.sW,
+      g.padTop,
+      g.padLeft,
+      g.outH,
+      g.outW,
+      bias === undefined ? -1 : heapOffset(wb, bias),
+      activation === 'relu' ? 1 : 0,
+      heapOffset(wb, out),
+      threads,
+    );
+    return out;
+  };
+
+  return [
+    config(tf.Conv2D, convForward),
+    config(tf.FusedConv2D, convForward),
+    config(tf.Conv2DBackpropInput, (params, wb) => {
+      const { dy, filter } = params.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+      // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
+      const a = params.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+      if (a.dataFormat === 'NCHW' || !isF32(dy, filter)) return null;
+      const g = geometry(
+        a.inputShape,
+        filter.shape as [number, number, number, number],
+        a.strides,
+        a.pad,
+        a.dimRoundingMode,
+        'NHWC',
+      );
+      // Strided convolutions go to the wasm kernel (zero-stuffing); none of our models has one.
+      if (g.sH !== 1 || g.sW !== 1 || g.padTop >= g.kH || g.padLeft >= g.kW || size(dy) === 0) return null;
+      const out = allocF32(wb, [g.batch, g.inH, g.inW, g.inC]);
+      addon.convBackpropInput(
+        heapBytes(wb),
+        heapOffset(wb, dy),
+        g.batch,
+        g.outH,
+        g.outW,
+        g.outC,
+        heapOffset(wb, filter),
+        g.kH,
+        g.kW,
+        g.inC,
+        g.padTop,
+        g.padLeft,
+        g.inH,
+        g.inW,
+        heapOffset(wb, out),
+        threads,
+      );
+      return out;
+    }),
+    config(tf.Conv2DBackpropFilter, (params, wb) => {
+      const { x, dy } = params.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+      // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
+      const a = params.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+      if (a.dataFormat === 'NCHW' || !isF32(x, dy)) return null;
+      const g = geometry(
+        x.shape as [number, number, number, number],
+        a.filterShape,
+        a.strides,
+        a.pad,
+        a.dimRoundingMode,
+        'NHWC',
+      );
+      if (size(x) === 0 || size(dy) === 0) return null;
+      const out = allocF32(wb, [g.kH, g.kW, g.inC, g.outC]);
+      addon.convBackpropFilter(
+        heapBytes(wb),
+        heapOffset(wb, x),
+        g.batch,
+        g.inH,
+        g.inW,
+        g.inC,
+        heapOffset(wb, dy),
+        g.outH,
+        g.outW,
+        g.outC,
+        g.kH,
+        g.kW,
+        g.sH,
+        g.sW,
+        g.padTop,
+        g.padLeft,
+        heapOffset(wb, out),
+        threads,
+      );
+      return out;
+    }),
+    config(tf.BatchMatMul, (params, wb) => matMul(addon, threads, params, wb)),
+    config(tf._FusedMatMul, (params, wb) => matMul(addon, threads, params, wb)),
+  ];
+}
+
+/** BatchMatMul and _FusedMatMul (bias, ReLU) for one matrix pair, not both transposed. */
+function matMul(
+  addon: NativeAddon,
+  threads: number,
+  params: Parameters<tf.KernelFunc>[0],
+  wb: WasmBackend,
+): tf.TensorInfo | null {
+  const { a, b, bias, preluActivationWeights } = params.inputs as Record<string, tf.TensorInfo | undefined>;
+  // Cast: tfjs passes attrs as a generic map; _FusedMatMul's attrs extend BatchMatMul's.
+  const { transposeA, transposeB, activation = 'linear' } = params.attrs as unknown as tf._FusedMatMulAttrs;
+  if (a === undefined || b === undefined || preluActivationWeights !== undefined) return null;
+  if ((activation !== 'linear' && activation !== 'relu') || !isF32(a, b, bias)) return null;
+  if (transposeA && transposeB) return null;
+  const batch = (t: tf.TensorInfo): number => t.shape.slice(0, -2).reduce((p, d) => p * d, 1);
+  if (batch(a) !== 1 || batch(b) !== 1 || a.shape.length < 2 || b.shape.length < 2) return null;
+  const [aRows, aCols] = a.shape.slice(-2) as [number, number];
+  const [bRows, bCols] = b.shape.slice(-2) as [number, number];
+  const m = transposeA ? aCols : aRows;
+  const k = transposeA ? aRows : aCols;
+  const n = transposeB ? bRows : bCols;
+  if ((transposeB ? bCols : bRows) !== k || m === 0 || n === 0 || k === 0) return null;
+  // A bias must be one value per column (a dense layer's); other broadcasts go to the fallback.
+  if (bias !== undefined && (size(bias) !== n || bias.shape[bias.shape.length - 1] !== n)) return null;
+  // The transposed-A form (a weight gradient) adds no bias.
+  if (transposeA && (bias !== undefined || activation !== 'linear')) return null;
+  const out = allocF32(wb, [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), m, n]);
+  addon.matMul(
+    heapBytes(wb),
+    heapOffset(wb, a),
+    heapOffset(wb, b),
+    heapOffset(wb, out),
+    m,
+    k,
+    n,
+    transposeA ? 1 : 0,
+    transposeB ? 1 : 0,
+    bias === undefined ? -1 : heapOffset(wb, bias),
+    activation === 'relu' ? 1 : 0,
+    threads,
+  );
+  return out;
+}
