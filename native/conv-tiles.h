@@ -68,6 +68,10 @@ static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, in
   const int taps = a->kh * a->kw;
   const float *ptrs[taps * MR];
   const long pix = (long)a->oh * a->ow;
+  // Offset of each tap from a pixel's top-left input element.
+  long tap_off[taps];
+  for (int ky = 0; ky < a->kh; ky++)
+    for (int kx = 0; kx < a->kw; kx++) tap_off[ky * a->kw + kx] = ((long)ky * a->w + kx) * a->c;
   for (long m = m0; m < m1; m += MR) {
     const int rows = m1 - m < MR ? (int)(m1 - m) : MR;
     for (int i = 0; i < MR; i++) {
@@ -75,13 +79,19 @@ static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, in
       const long r = m + (i < rows ? i : 0);
       const long n = r / pix;
       const int q = (int)(r % pix);
-      const int oy = q / a->ow, ox = q % a->ow;
-      for (int ky = 0; ky < a->kh; ky++) {
-        const int iy = oy * a->sh + ky - a->pt;
-        for (int kx = 0; kx < a->kw; kx++) {
-          const int ix = ox * a->sw + kx - a->pl;
-          const int inside = iy >= 0 && iy < a->h && ix >= 0 && ix < a->w;
-          ptrs[(ky * a->kw + kx) * MR + i] = inside ? a->x + ((n * a->h + iy) * a->w + ix) * a->c : a->zeros;
+      const int by = q / a->ow * a->sh - a->pt, bx = q % a->ow * a->sw - a->pl;
+      const float *base = a->x + ((n * a->h + by) * a->w + bx) * a->c;
+      if (by >= 0 && by + a->kh <= a->h && bx >= 0 && bx + a->kw <= a->w) {
+        // Every tap inside the input: no checks.
+        for (int t = 0; t < taps; t++) ptrs[t * MR + i] = base + tap_off[t];
+      } else {
+        for (int ky = 0; ky < a->kh; ky++) {
+          const int row_in = (unsigned)(by + ky) < (unsigned)a->h;
+          for (int kx = 0; kx < a->kw; kx++) {
+            const int t = ky * a->kw + kx;
+            const int inside = row_in && (unsigned)(bx + kx) < (unsigned)a->w;
+            ptrs[t * MR + i] = inside ? base + tap_off[t] : a->zeros;
+          }
         }
       }
     }

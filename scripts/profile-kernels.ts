@@ -24,6 +24,7 @@
 //                         (registerThreadedWasmBackend; default: the stock
 //                         single-threaded backend)
 //   --no-profile          skip the per-kernel profile
+//   --native              the native backend: our addon's convolutions and matrix products
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {
@@ -32,6 +33,7 @@ import {
 } from '../src/backends/wasm-training-kernels.js';
 import { BatchNormNHWC } from '../src/backends/batch-norm.js';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
+import { loadNativeAddon } from '../src/backends/native-kernels.js';
 import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
 
 interface Options {
@@ -42,6 +44,7 @@ interface Options {
   kernelOptions: WasmTrainingKernelOptions;
   filterGrad: 'simd' | 'xnn-rows' | 'xnn-whole';
   threads: number | undefined;
+  native: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -53,6 +56,7 @@ function parseArgs(argv: string[]): Options {
     kernelOptions: {},
     filterGrad: 'simd',
     threads: undefined,
+    native: false,
   };
   for (const arg of argv) {
     const [key, value] = arg.split('=', 2) as [string, string | undefined];
@@ -60,6 +64,7 @@ function parseArgs(argv: string[]): Options {
     else if (key === '--steps' && value !== undefined) opts.steps = Number(value);
     else if (key === '--stock-bn') opts.stockBn = true;
     else if (key === '--no-profile') opts.profile = false;
+    else if (key === '--native') opts.native = true;
     else if (key === '--threads' && value !== undefined) opts.threads = Number(value);
     else if (key === '--stock-kernels' && value !== undefined)
       opts.kernelOptions = { keepStock: value.split(',') };
@@ -232,6 +237,12 @@ async function main(): Promise<void> {
     console.log(
       `threaded wasm build: ${await registerThreadedWasmBackend({ threads: opts.threads })} threads`,
     );
+  }
+  if (opts.native) {
+    const { addon, isa } = loadNativeAddon();
+    const threads = opts.threads ?? 1;
+    registerWasmTrainingKernels({ ...opts.kernelOptions, native: { addon, threads } });
+    console.log(`native kernels: ${isa}, ${threads} threads`);
   }
   await tf.setBackend('wasm');
   await tf.ready();

@@ -1,0 +1,157 @@
+// The native backend's kernels (our Node-API addon: convolutions and matrix products with AVX2/AVX-512
+// fused multiply-adds) against the cpu backend, and their determinism: the same bits for 1 and 2
+// threads and for the AVX2 and AVX-512 builds. Skipped where the addon was not built (no compiler at
+// install time); `.ci/run` builds it.
+import { existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native-kernels.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { expectClose, randomArray, sameBits } from './helpers/numeric.js';
+
+const built = existsSync(NATIVE_ADDON_PATH);
+
+interface ConvCase {
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  f: number;
+  k: number;
+  stride: number;
+  pad: 'same' | 'valid';
+  activation: 'relu' | 'linear';
+}
+
+/** y, dx, dw, dbias of sum(fusedConv(x, w, bias) * pattern): forward, both gradients, the bias add. */
+async function convResults(backend: string, tc: ConvCase): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const results = tf.tidy(() => {
+    const x = tf.tensor4d(randomArray(tc.n * tc.h * tc.w * tc.c, 1), [tc.n, tc.h, tc.w, tc.c]);
+    const w = tf.tensor4d(randomArray(tc.k * tc.k * tc.c * tc.f, 2), [tc.k, tc.k, tc.c, tc.f]);
+    const bias = tf.tensor1d(randomArray(tc.f, 3));
+    const conv = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Tensor =>
+      tf.fused.conv2d({
+        x: a as tf.Tensor4D,
+        filter: b as tf.Tensor4D,
+        strides: tc.stride,
+        pad: tc.pad,
+        bias: c,
+        activation: tc.activation,
+      });
+    const y = conv(x, w, bias);
+    const pattern = tf.tensor(randomArray(y.size, 4), y.shape);
+    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.sum(tf.mul(conv(a, b, c), pattern)),
+    )([x, w, bias]);
+    return [y, ...grads];
+  });
+  const out = await Promise.all(results.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(results);
+  return out;
+}
+
+/** a·b with every transpose combination we serve, plus a dense layer (bias + ReLU). */
+async function matMulResults(backend: string, m: number, k: number, n: number): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const results = tf.tidy(() => {
+    const a = tf.tensor2d(randomArray(m * k, 5), [m, k]);
+    const b = tf.tensor2d(randomArray(k * n, 6), [k, n]);
+    const aT = tf.tensor2d(randomArray(m * k, 5), [k, m]);
+    const bT = tf.tensor2d(randomArray(k * n, 6), [n, k]);
+    const bias = tf.tensor1d(randomArray(n, 7));
+    return [
+      tf.matMul(a, b),
+      tf.matMul(a, bT, false, true),
+      tf.matMul(aT, b, true, false),
+      tf.fused.matMul({ a, b, bias, activation: 'relu' }),
+    ];
+  });
+  const out = await Promise.all(results.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(results);
+  return out;
+}
+
+const convCases: ConvCase[] = [];
+for (const k of [1, 3, 5]) {
+  for (const stride of [1, 2]) {
+    for (const pad of ['same', 'valid'] as const) {
+      // Odd sizes; channel counts below, at and above one vector; filters not a multiple of 16.
+      convCases.push({ n: 3, h: 9, w: 7, c: 8, f: 6, k, stride, pad, activation: 'relu' });
+      convCases.push({ n: 2, h: 7, w: 11, c: 13, f: 20, k, stride, pad, activation: 'linear' });
+      convCases.push({ n: 2, h: 8, w: 8, c: 32, f: 48, k, stride, pad, activation: 'relu' });
+    }
+  }
+}
+// Three input channels stay on the wasm kernels (see MIN_CHANNELS) but still go through the backend.
+convCases.push({ n: 2, h: 9, w: 9, c: 3, f: 16, k: 3, stride: 1, pad: 'same', activation: 'relu' });
+
+describe.skipIf(!built)('native kernels', () => {
+  let addon: NativeAddon;
+  const useNative = (threads: number): void => registerWasmTrainingKernels({ native: { addon, threads } });
+
+  beforeAll(async () => {
+    // Quiets tfjs's advice to install tfjs-node when the cpu backend starts.
+    tf.env().set('PROD', true);
+    addon = loadNativeAddon().addon;
+    await import('@tensorflow/tfjs-backend-wasm');
+    useNative(2);
+  });
+  afterAll(() => {
+    addon.useIsa(-1);
+    registerWasmTrainingKernels();
+  });
+
+  it.each(convCases)(
+    'conv $k x $k, stride $stride, $pad, c=$c f=$f, $activation: matches cpu',
+    async (tc) => {
+      const expected = await convResults('cpu', tc);
+      const actual = await convResults('wasm', tc);
+      for (const [i, what] of ['y', 'dx', 'dw', 'dbias'].entries())
+        expectClose(actual[i]!, expected[i]!, what);
+    },
+  );
+
+  it.each([
+    [7, 13, 20],
+    [64, 400, 120],
+    [1, 5, 1],
+  ])('matMul %i x %i x %i, all transposes and bias + ReLU: matches cpu', async (m, k, n) => {
+    const expected = await matMulResults('cpu', m, k, n);
+    const actual = await matMulResults('wasm', m, k, n);
+    for (const [i, what] of ['ab', 'ab^T', 'a^Tb', 'relu(ab + bias)'].entries())
+      expectClose(actual[i]!, expected[i]!, what);
+  });
+
+  const big: ConvCase = {
+    n: 4,
+    h: 16,
+    w: 16,
+    c: 32,
+    f: 64,
+    k: 3,
+    stride: 1,
+    pad: 'same',
+    activation: 'relu',
+  };
+
+  it('gives the same bits with 1 and 2 threads', async () => {
+    useNative(1);
+    const one = await convResults('wasm', big);
+    const oneMm = await matMulResults('wasm', 64, 400, 120);
+    useNative(2);
+    const two = await convResults('wasm', big);
+    const twoMm = await matMulResults('wasm', 64, 400, 120);
+    for (const [i, r] of one.entries()) expect(sameBits(r, two[i]!), `conv result ${i}`).toBe(true);
+    for (const [i, r] of oneMm.entries()) expect(sameBits(r, twoMm[i]!), `matMul result ${i}`).toBe(true);
+  });
+
+  it('gives the same bits with AVX2 and AVX-512', async (ctx) => {
+    if (addon.isa() < 2) ctx.skip();
+    expect(addon.useIsa(1)).toBe(1);
+    const avx2 = await convResults('wasm', big);
+    expect(addon.useIsa(2)).toBe(2);
+    const avx512 = await convResults('wasm', big);
+    for (const [i, r] of avx2.entries()) expect(sameBits(r, avx512[i]!), `result ${i}`).toBe(true);
+  });
+});
