@@ -10,11 +10,17 @@ export default tseslint.config(
       'experiments/',
       'data/',
       'coverage/',
+      'build/',
       'src/backends/kernels/*.wasm.ts',
     ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // Plain Node scripts that run before the TypeScript build (the install step).
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
   {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',

@@ -25,7 +25,14 @@ const REFERENCE = resolve(ROOT, '../shared/bench/pytorch_reference.py');
 const INSTALL_HINT = 'apt-get install -y python3-torch python3-pil';
 
 const MODELS: readonly ModelName[] = ['net', 'vgg'];
-const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'native', 'wasm', 'cpu'];
+const BACKEND_NAMES: readonly BackendName[] = [
+  'tensorflow-gpu',
+  'webgpu',
+  'tensorflow',
+  'native',
+  'wasm',
+  'cpu',
+];
 /** Batch sizes as the comparisons with the reference use them. */
 const BATCH: Record<ModelName, number> = { net: 64, vgg: 256 };
 const DEFAULT_IMAGES: Record<ModelName, number> = { net: 2560, vgg: 1024 };
