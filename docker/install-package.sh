@@ -13,13 +13,15 @@
 #   BACKENDS  which optional compute backends to keep (the WebAssembly and plain-JS ones are always there):
 #     wasm        (default) none: the native and GPU packages, unusable without their install
 #                 scripts, are removed
+#     native      as wasm, plus our own native kernels (binding.gyp) built with node-gyp: needs a C
+#                 compiler, make, python3 and Node's headers (the build never fails the install)
 #     tensorflow  @tensorflow/tfjs-node, whose install script downloads libtensorflow (CPU)
 #     cuda        @tensorflow/tfjs-node-gpu, whose install script downloads libtensorflow with CUDA
 #     all         keep every optional package as installed (install scripts not run)
 set -eu
 
 if [ $# -lt 3 ]; then
-  echo "usage: $0 TARBALL LOCKFILE PREFIX [wasm|tensorflow|cuda|all]" >&2
+  echo "usage: $0 TARBALL LOCKFILE PREFIX [wasm|native|tensorflow|cuda|all]" >&2
   exit 2
 fi
 tarball=$1
@@ -27,9 +29,9 @@ lockfile=$2
 prefix=$3
 backends=${4:-wasm}
 case $backends in
-  wasm | tensorflow | cuda | all) ;;
+  wasm | native | tensorflow | cuda | all) ;;
   *)
-    echo "$0: unknown BACKENDS '$backends' (wasm, tensorflow, cuda or all)" >&2
+    echo "$0: unknown BACKENDS '$backends' (wasm, native, tensorflow, cuda or all)" >&2
     exit 2
     ;;
 esac
@@ -52,6 +54,11 @@ remove() {
 }
 case $backends in
   wasm) remove @tensorflow/tfjs-node @tensorflow/tfjs-node-gpu webgpu @tensorflow/tfjs-backend-webgpu ;;
+  native)
+    remove @tensorflow/tfjs-node @tensorflow/tfjs-node-gpu webgpu @tensorflow/tfjs-backend-webgpu
+    # The package's own install script (skipped by --ignore-scripts above): native/build.mjs.
+    npm run install
+    ;;
   tensorflow)
     remove @tensorflow/tfjs-node-gpu webgpu @tensorflow/tfjs-backend-webgpu
     npm rebuild @tensorflow/tfjs-node

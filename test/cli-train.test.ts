@@ -88,7 +88,7 @@ describe('image-classifier-trainer', () => {
     expect(run.manifest.seed).toBe(0);
     expect(run.manifest.versions.node).toBe(process.version);
     expect(run.manifest.versions.tfjs).toMatch(/^4\./);
-    expect(run.manifest.backend.name).toMatch(/^(wasm|tensorflow|cpu)$/);
+    expect(run.manifest.backend.name).toMatch(/^(native|wasm|tensorflow|cpu)$/);
     expect(run.manifest.dataset.kind).toBe('synthetic');
     expect(Object.keys(run.manifest.dataset.checksums).length).toBeGreaterThan(0);
     expect(run.manifest.timing.imagesPerSecond).toBeGreaterThan(0);

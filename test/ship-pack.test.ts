@@ -2,7 +2,7 @@
 // image installs it (docker/install-package.sh: the tarball with package-lock.json, `npm ci --omit=dev
 // --ignore-scripts`), then the image's entry point run on synthetic data, the library imported from an
 // ESM script and its types checked by tsc, as a user of the package would.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -74,6 +74,8 @@ describe('the packed package, installed as the Docker image installs it', () => 
   const consumer = join(prefix, 'lib');
   let tarball = '';
   let training: CliResult;
+  const backends = /^ARG BACKENDS=(\S+)$/m.exec(readRepoFile('docker/Dockerfile'))?.[1] ?? 'wasm';
+  const addon = join(installed, 'build', 'Release', 'image_classifier_native.node');
 
   beforeAll(async () => {
     const copy = join(root, 'clone');
@@ -85,11 +87,11 @@ describe('the packed package, installed as the Docker image installs it', () => 
     expect(tarballs).toEqual([`${pkg.name}-${pkg.version}.tgz`]);
     tarball = join(packs, tarballs[0]!);
 
-    // What the Dockerfile runs, with /usr/local replaced by the temporary prefix.
+    // What the Dockerfile runs, with /usr/local replaced by the temporary prefix and its default BACKENDS.
     expectSuccess(
       await run(
         'sh',
-        [join(REPO, 'docker/install-package.sh'), tarball, join(REPO, 'package-lock.json'), prefix],
+        [join(REPO, 'docker/install-package.sh'), tarball, join(REPO, 'package-lock.json'), prefix, backends],
         root,
       ),
       'docker/install-package.sh',
@@ -133,11 +135,15 @@ describe('the packed package, installed as the Docker image installs it', () => 
       'package/data/metadata.json',
       'package/dist/index.js',
       'package/dist/index.d.ts',
+      // The optional native kernels: built at install time where a compiler exists.
+      'package/binding.gyp',
+      'package/native/build.mjs',
+      'package/native/conv.c',
       `package/${pkg.bin['image-classifier-trainer']!.replace(/^\.\//, '')}`,
     ])
       expect(entries).toContain(file);
     expect(
-      entries.filter((e) => /^package\/(src|test|scripts|notebooks|docker|experiments)\//.test(e)),
+      entries.filter((e) => /^package\/(src|test|scripts|notebooks|docker|experiments|build)\//.test(e)),
     ).toEqual([]);
   });
 
@@ -171,7 +177,13 @@ describe('the packed package, installed as the Docker image installs it', () => 
     const manifest = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as Manifest;
     expect(manifest.versions.package).toBe(`${pkg.name}@${pkg.version}`);
     expect(manifest.config.epochs).toBe(1);
-    expect(manifest.backend.name).toBe('wasm');
+    // The image's default builds our native kernels where a compiler is (as in the image, and here).
+    expect(manifest.backend.name).toBe(existsSync(addon) ? 'native' : 'wasm');
+  });
+
+  it('builds the native kernels at install when a C compiler is there (BACKENDS=native)', (ctx) => {
+    if (backends !== 'native' || spawnSync('g++', ['--version']).status !== 0) ctx.skip();
+    expect(existsSync(addon)).toBe(true);
   });
 
   it("`import { train } from 'image-classifier'` works from an ESM script", async () => {
