@@ -77,14 +77,18 @@ for (const k of [1, 3, 5]) {
   for (const stride of [1, 2]) {
     for (const pad of ['same', 'valid'] as const) {
       // Odd sizes; channel counts below, at and above one vector; filters not a multiple of 16.
-      convCases.push({ n: 3, h: 9, w: 7, c: 8, f: 6, k, stride, pad, activation: 'relu' });
+      convCases.push({ n: 3, h: 9, w: 7, c: 8, f: 16, k, stride, pad, activation: 'relu' });
+      convCases.push({ n: 3, h: 9, w: 7, c: 16, f: 17, k, stride, pad, activation: 'relu' });
       convCases.push({ n: 2, h: 7, w: 11, c: 13, f: 20, k, stride, pad, activation: 'linear' });
       convCases.push({ n: 2, h: 8, w: 8, c: 32, f: 48, k, stride, pad, activation: 'relu' });
     }
   }
 }
-// Three input channels stay on the wasm kernels (see MIN_CHANNELS) but still go through the backend.
+// Few input or output channels stay on the wasm kernels (see MIN_CHANNELS) but still go through the backend.
 convCases.push({ n: 2, h: 9, w: 9, c: 3, f: 16, k: 3, stride: 1, pad: 'same', activation: 'relu' });
+convCases.push({ n: 2, h: 9, w: 9, c: 16, f: 6, k: 5, stride: 1, pad: 'valid', activation: 'relu' });
+
+const big: ConvCase = { n: 4, h: 16, w: 16, c: 32, f: 64, k: 3, stride: 1, pad: 'same', activation: 'relu' };
 
 describe.skipIf(!built)('native kernels', () => {
   let addon: NativeAddon;
@@ -134,6 +138,27 @@ describe.skipIf(!built)('native kernels', () => {
     pad: 'same',
     activation: 'relu',
   };
+
+  it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
+    const calls: Record<string, number> = {};
+    const counting = Object.fromEntries(
+      Object.entries(addon).map(([name, fn]: [string, (...args: unknown[]) => unknown]) => [
+        name,
+        (...args: unknown[]) => {
+          calls[name] = (calls[name] ?? 0) + 1;
+          return fn(...args);
+        },
+      ]),
+    ) as unknown as NativeAddon;
+    registerWasmTrainingKernels({ native: { addon: counting, threads: 2 } });
+    try {
+      await convResults('wasm', big);
+      await matMulResults('wasm', 64, 400, 120);
+    } finally {
+      useNative(2);
+    }
+    expect(calls).toEqual({ convForward: 2, convBackpropInput: 1, convBackpropFilter: 1, matMul: 4 });
+  });
 
   it('gives the same bits with 1 and 2 threads', async () => {
     useNative(1);
