@@ -127,18 +127,6 @@ describe.skipIf(!built)('native kernels', () => {
       expectClose(actual[i]!, expected[i]!, what);
   });
 
-  const big: ConvCase = {
-    n: 4,
-    h: 16,
-    w: 16,
-    c: 32,
-    f: 64,
-    k: 3,
-    stride: 1,
-    pad: 'same',
-    activation: 'relu',
-  };
-
   it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
     const calls: Record<string, number> = {};
     const counting = Object.fromEntries(
