@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch-norm.h"
 #include "conv.h"
 
 #define MAX_ARGS 24
@@ -196,6 +197,45 @@ static napi_value mat_mul(napi_env env, napi_callback_info info) {
   return ok ? undefined(env) : out_of_memory(env);
 }
 
+#define F64(off) ((double *)(heap + (off)))
+
+// bnStats(heap, x, rows, c, sum, sumSq, threads): float64 sums onto sum and sumSq.
+static napi_value bn_stats(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[6];
+  if (!read_args(env, info, 6, &heap, v)) return NULL;
+  ic_bn_stats(F32(v[0]), v[1], (int)v[2], F64(v[3]), F64(v[4]), (int)v[5]);
+  return undefined(env);
+}
+
+// bnApply(heap, x, y, rows, c, scale, shift, threads)
+static napi_value bn_apply(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[7];
+  if (!read_args(env, info, 7, &heap, v)) return NULL;
+  ic_bn_apply(F32(v[0]), F32(v[1]), v[2], (int)v[3], F32(v[4]), F32(v[5]), (int)v[6]);
+  return undefined(env);
+}
+
+// bnGradStats(heap, dy, x, mean, rows, c, sumDy, sumDyXc, threads)
+static napi_value bn_grad_stats(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[8];
+  if (!read_args(env, info, 8, &heap, v)) return NULL;
+  ic_bn_grad_stats(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F64(v[5]), F64(v[6]), (int)v[7]);
+  return undefined(env);
+}
+
+// bnGradApply(heap, dy, x, dx, rows, c, a, b, mean, d, threads)
+static napi_value bn_grad_apply(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[10];
+  if (!read_args(env, info, 10, &heap, v)) return NULL;
+  ic_bn_grad_apply(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F32(v[5]), F32(v[6]), F32(v[7]), F32(v[8]),
+                   (int)v[9]);
+  return undefined(env);
+}
+
 // isa(): 2 AVX-512, 1 AVX2+FMA, 0 neither. useIsa(n): restrict to n (-1: best); returns the one used.
 static napi_value isa(napi_env env, napi_callback_info info) {
   (void)info;
@@ -222,6 +262,10 @@ NAPI_MODULE_INIT() {
              {"convBackpropInput", conv_backprop_input},
              {"convBackpropFilter", conv_backprop_filter},
              {"matMul", mat_mul},
+             {"bnStats", bn_stats},
+             {"bnApply", bn_apply},
+             {"bnGradStats", bn_grad_stats},
+             {"bnGradApply", bn_grad_apply},
              {"isa", isa},
              {"useIsa", use_isa}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {

@@ -48,7 +48,7 @@ int ic_use_isa(int isa) {
   return isa_in_use;
 }
 
-static int current_isa(void) {
+int ic_current_isa(void) {
   if (isa_in_use < 0) ic_use_isa(-1);
   return isa_in_use;
 }
@@ -62,7 +62,7 @@ static int threads_for(double macs, int threads) { return macs < 16e6 ? 1 : thre
 
 void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const float *bias, float *out, int ldo,
                      int threads) {
-  const int isa = current_isa();
+  const int isa = ic_current_isa();
   const long rows = (long)a->n * a->oh * a->ow;
   const int mr = mr_of(isa);
   const long tiles = (rows + mr - 1) / mr;
@@ -83,7 +83,7 @@ void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const f
 }
 
 void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *dw, int ldw, int threads) {
-  const int isa = current_isa();
+  const int isa = ic_current_isa();
   const int mr = mr_of(isa);
   const int vl = isa == 2 ? 16 : 8;
   const int taps = a->kh * a->kw;

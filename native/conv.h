@@ -17,6 +17,8 @@ struct conv_args {
 int ic_isa(void);
 // Restricts the kernels to an instruction set (-1: the best); returns the one used.
 int ic_use_isa(int isa);
+// The instruction set the kernels use.
+int ic_current_isa(void);
 // out[m][f] = bias[f] + sum_{tap,c} x[...] * w[(tap*c_in + c)*ldw + f], f < ldw; row stride ldo.
 void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const float *bias, float *out, int ldo,
                      int threads);

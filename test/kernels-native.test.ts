@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchNormTraining } from '../src/backends/batch-norm.js';
 import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native-kernels.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
 import { expectClose, randomArray, sameBits } from './helpers/numeric.js';
@@ -72,6 +73,30 @@ async function matMulResults(backend: string, m: number, k: number, n: number): 
   return out;
 }
 
+/** y, mean, variance, dx, dgamma, dbeta of batchNormTraining (the fused kernels on wasm/native). */
+async function batchNormResults(backend: string, shape: number[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const c = shape[shape.length - 1]!;
+  const results = tf.tidy(() => {
+    // A non-zero mean per channel, so centring matters.
+    const x = tf.tensor(randomArray(size, 11, 4, 1.5), shape);
+    const gamma = tf.tensor1d(randomArray(c, 12, 1, 1));
+    const beta = tf.tensor1d(randomArray(c, 13));
+    const pattern = tf.tensor(randomArray(size, 14), shape);
+    const bn = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      batchNormTraining(a, g as tf.Tensor1D, b as tf.Tensor1D);
+    const { y, mean, variance } = bn(x, gamma, beta);
+    const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(bn(a, g, b).y, pattern)),
+    )([x, gamma, beta]);
+    return [y, mean, variance, ...grads];
+  });
+  const out = await Promise.all(results.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(results);
+  return out;
+}
+
 const convCases: ConvCase[] = [];
 for (const k of [1, 3, 5]) {
   for (const stride of [1, 2]) {
@@ -127,6 +152,16 @@ describe.skipIf(!built)('native kernels', () => {
       expectClose(actual[i]!, expected[i]!, what);
   });
 
+  it.each([[[3, 7, 9, 5]], [[4, 8, 8, 32]], [[2, 5, 5, 130]]])(
+    'batch norm %j: forward and gradients match cpu',
+    async (shape) => {
+      const expected = await batchNormResults('cpu', shape);
+      const actual = await batchNormResults('wasm', shape);
+      for (const [i, what] of ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'].entries())
+        expectClose(actual[i]!, expected[i]!, what);
+    },
+  );
+
   it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
     const calls: Record<string, number> = {};
     const counting = Object.fromEntries(
@@ -142,29 +177,44 @@ describe.skipIf(!built)('native kernels', () => {
     try {
       await convResults('wasm', big);
       await matMulResults('wasm', 64, 400, 120);
+      await batchNormResults('wasm', [4, 8, 8, 32]);
     } finally {
       useNative(2);
     }
-    expect(calls).toEqual({ convForward: 2, convBackpropInput: 1, convBackpropFilter: 1, matMul: 4 });
+    expect(calls).toEqual({
+      convForward: 2,
+      convBackpropInput: 1,
+      convBackpropFilter: 1,
+      matMul: 4,
+      // batchNormResults runs the forward pass twice (once under tf.grads).
+      bnStats: 2,
+      bnApply: 2,
+      bnGradStats: 1,
+      bnGradApply: 1,
+    });
   });
+
+  // Large enough for the kernels to use both threads (small ones run on one).
+  const all = async (): Promise<Float32Array[]> => [
+    ...(await convResults('wasm', big)),
+    ...(await matMulResults('wasm', 256, 400, 120)),
+    ...(await batchNormResults('wasm', [64, 32, 32, 32])),
+  ];
 
   it('gives the same bits with 1 and 2 threads', async () => {
     useNative(1);
-    const one = await convResults('wasm', big);
-    const oneMm = await matMulResults('wasm', 64, 400, 120);
+    const one = await all();
     useNative(2);
-    const two = await convResults('wasm', big);
-    const twoMm = await matMulResults('wasm', 64, 400, 120);
-    for (const [i, r] of one.entries()) expect(sameBits(r, two[i]!), `conv result ${i}`).toBe(true);
-    for (const [i, r] of oneMm.entries()) expect(sameBits(r, twoMm[i]!), `matMul result ${i}`).toBe(true);
+    const two = await all();
+    for (const [i, r] of one.entries()) expect(sameBits(r, two[i]!), `result ${i}`).toBe(true);
   });
 
   it('gives the same bits with AVX2 and AVX-512', async (ctx) => {
     if (addon.isa() < 2) ctx.skip();
     expect(addon.useIsa(1)).toBe(1);
-    const avx2 = await convResults('wasm', big);
+    const avx2 = await all();
     expect(addon.useIsa(2)).toBe(2);
-    const avx512 = await convResults('wasm', big);
+    const avx512 = await all();
     for (const [i, r] of avx2.entries()) expect(sameBits(r, avx512[i]!), `result ${i}`).toBe(true);
   });
 });

@@ -31,6 +31,16 @@ export interface NativeAddon {
   convBackpropInput(heap: Uint8Array, ...args: number[]): void;
   convBackpropFilter(heap: Uint8Array, ...args: number[]): void;
   matMul(heap: Uint8Array, ...args: number[]): void;
+  bnStats(heap: Uint8Array, ...args: number[]): void;
+  bnApply(heap: Uint8Array, ...args: number[]): void;
+  bnGradStats(heap: Uint8Array, ...args: number[]): void;
+  bnGradApply(heap: Uint8Array, ...args: number[]): void;
+}
+
+/** The addon and the threads its kernels may use: what the wasm kernels take to run natively. */
+export interface NativeKernels {
+  addon: NativeAddon;
+  threads: number;
 }
 
 export const NATIVE_ADDON_PATH = fileURLToPath(
@@ -67,7 +77,7 @@ export function loadNativeAddon(): { addon: NativeAddon; isa: NativeIsa } {
 
 // A view over the whole heap, per heap buffer (a grown heap is a new buffer).
 const heapViews = new WeakMap<ArrayBufferLike, Uint8Array>();
-function heapBytes(backend: WasmBackend): Uint8Array {
+export function heapBytes(backend: WasmBackend): Uint8Array {
   const buffer = heapMemory(backend)?.buffer ?? backend.wasm.HEAPF32.buffer;
   let view = heapViews.get(buffer);
   if (view === undefined) {

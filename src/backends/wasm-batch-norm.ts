@@ -15,6 +15,7 @@ import {
   heapOffset,
   type WasmBackend,
 } from './wasm-internals.js';
+import { heapBytes, type NativeKernels } from './native-kernels.js';
 import { simdKernels, type SimdKernels } from './wasm-simd-kernels.js';
 
 /** Forward: inputs {x, gamma, beta}, attrs {epsilon} -> [y, mean, variance]. */
@@ -50,8 +51,23 @@ function moments(xs: Float32Array, rows: number, c: number): { mean: Float64Arra
   return { mean, variance };
 }
 
-/** SIMD kernels for this backend when they apply to `c` channels. */
-function simdFor(backend: WasmBackend, c: number): SimdKernels | null {
+/** The four passes, on heap offsets, from our wasm SIMD module or the native addon. */
+type BnPasses = Pick<SimdKernels, 'bnStats' | 'bnApply' | 'bnGradStats' | 'bnGradApply'>;
+
+/** The native addon's passes (the `native` backend): all cores, any channel count. */
+function nativePasses(backend: WasmBackend, native: NativeKernels): BnPasses {
+  const { addon, threads } = native;
+  return {
+    bnStats: (...args) => addon.bnStats(heapBytes(backend), ...args, threads),
+    bnApply: (...args) => addon.bnApply(heapBytes(backend), ...args, threads),
+    bnGradStats: (...args) => addon.bnGradStats(heapBytes(backend), ...args, threads),
+    bnGradApply: (...args) => addon.bnGradApply(heapBytes(backend), ...args, threads),
+  };
+}
+
+/** The SIMD passes for this backend when they apply to `c` channels. */
+function simdFor(backend: WasmBackend, c: number, native: NativeKernels | undefined): BnPasses | null {
+  if (native !== undefined) return nativePasses(backend, native);
   return c % 4 === 0 ? simdKernels(heapMemory(backend)) : null;
 }
 
@@ -92,11 +108,14 @@ function withHeapVectors(backend: WasmBackend, vectors: Float32Array[], use: (pt
   }
 }
 
-function batchNormTrain(params: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: unknown;
-}): tf.TensorInfo[] {
+function batchNormTrain(
+  params: {
+    inputs: tf.NamedTensorInfoMap;
+    backend: unknown;
+    attrs?: unknown;
+  },
+  native?: NativeKernels,
+): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { x, gamma, beta } = params.inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
   // Cast: tfjs passes attrs as a generic map; these are the attrs we set.
@@ -105,7 +124,7 @@ function batchNormTrain(params: {
   const y = allocF32(backend, x.shape);
   const meanOut = allocF32(backend, [c]);
   const varOut = allocF32(backend, [c]);
-  const simd = simdFor(backend, c);
+  const simd = simdFor(backend, c, native);
 
   let mean: Float64Array;
   let variance: Float64Array;
@@ -151,11 +170,14 @@ function batchNormTrain(params: {
   return [y, meanOut, varOut];
 }
 
-function batchNormTrainGrad(params: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: unknown;
-}): tf.TensorInfo[] {
+function batchNormTrainGrad(
+  params: {
+    inputs: tf.NamedTensorInfoMap;
+    backend: unknown;
+    attrs?: unknown;
+  },
+  native?: NativeKernels,
+): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { dy, x, gamma, mean, variance } = params.inputs as {
     dy: tf.TensorInfo;
@@ -170,7 +192,7 @@ function batchNormTrainGrad(params: {
   const dx = allocF32(backend, x.shape);
   const dgammaOut = allocF32(backend, [c]);
   const dbetaOut = allocF32(backend, [c]);
-  const simd = simdFor(backend, c);
+  const simd = simdFor(backend, c, native);
 
   const g = Float32Array.from(f32View(backend, gamma));
   const mu = Float32Array.from(f32View(backend, mean));
@@ -250,9 +272,14 @@ function batchNormTrainGrad(params: {
   return [dx, dgammaOut, dbetaOut];
 }
 
-export function batchNormTrainConfigs(): tf.KernelConfig[] {
+/** The fused batch-norm kernels; with `native`, their passes run on the native addon. */
+export function batchNormTrainConfigs(native?: NativeKernels): tf.KernelConfig[] {
   return [
-    { kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: batchNormTrain },
-    { kernelName: BATCH_NORM_TRAIN_GRAD, backendName: 'wasm', kernelFunc: batchNormTrainGrad },
+    { kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: (p) => batchNormTrain(p, native) },
+    {
+      kernelName: BATCH_NORM_TRAIN_GRAD,
+      backendName: 'wasm',
+      kernelFunc: (p) => batchNormTrainGrad(p, native),
+    },
   ];
 }

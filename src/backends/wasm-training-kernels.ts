@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
-import { nativeKernelConfigs, type NativeAddon } from './native-kernels.js';
+import { nativeKernelConfigs, type NativeKernels } from './native-kernels.js';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
 import {
@@ -30,7 +30,7 @@ export interface WasmTrainingKernelOptions {
    * The native addon (the `native` backend): its convolution and matrix
    * kernels replace ours and the stock ones, which remain their fallbacks.
    */
-  native?: { addon: NativeAddon; threads: number };
+  native?: NativeKernels;
 }
 
 /** The stock kernels we replaced, by kernel name, to restore on request. */
@@ -95,7 +95,10 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
     [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
     [tf.Add, () => addConfig(stockKernel(tf.Add))],
-    ...batchNormTrainConfigs().map((c): [string, () => tf.KernelConfig] => [c.kernelName, () => c]),
+    ...batchNormTrainConfigs(options.native).map((c): [string, () => tf.KernelConfig] => [
+      c.kernelName,
+      () => c,
+    ]),
   ];
   if (options.native !== undefined) {
     const wasmMakers = new Map(kernels);
