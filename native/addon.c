@@ -11,6 +11,7 @@
 
 #include "batch-norm.h"
 #include "conv.h"
+#include "relu.h"
 
 #define MAX_ARGS 24
 
@@ -236,6 +237,24 @@ static napi_value bn_grad_apply(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// relu(heap, x, y, n, threads)
+static napi_value relu(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[4];
+  if (!read_args(env, info, 4, &heap, v)) return NULL;
+  ic_relu(F32(v[0]), F32(v[1]), v[2], (int)v[3]);
+  return undefined(env);
+}
+
+// reluGrad(heap, dy, x, dx, n, threads)
+static napi_value relu_grad(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[5];
+  if (!read_args(env, info, 5, &heap, v)) return NULL;
+  ic_relu_grad(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4]);
+  return undefined(env);
+}
+
 // isa(): 2 AVX-512, 1 AVX2+FMA, 0 neither. useIsa(n): restrict to n (-1: best); returns the one used.
 static napi_value isa(napi_env env, napi_callback_info info) {
   (void)info;
@@ -266,6 +285,8 @@ NAPI_MODULE_INIT() {
              {"bnApply", bn_apply},
              {"bnGradStats", bn_grad_stats},
              {"bnGradApply", bn_grad_apply},
+             {"relu", relu},
+             {"reluGrad", relu_grad},
              {"isa", isa},
              {"useIsa", use_isa}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {

@@ -97,6 +97,19 @@ async function batchNormResults(backend: string, shape: number[]): Promise<Float
   return out;
 }
 
+/** relu(x) and the gradient of sum(relu(x) * pattern), x with exact zeros. */
+async function reluResults(backend: string, n: number): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const results = tf.tidy(() => {
+    const x = tf.tensor1d(randomArray(n, 15).map((v, i) => (i % 7 === 0 ? 0 : v)));
+    const pattern = tf.tensor1d(randomArray(n, 16));
+    return [tf.relu(x), tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.relu(a), pattern)))(x)];
+  });
+  const out = await Promise.all(results.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(results);
+  return out;
+}
+
 const convCases: ConvCase[] = [];
 for (const k of [1, 3, 5]) {
   for (const stride of [1, 2]) {
@@ -162,6 +175,12 @@ describe.skipIf(!built)('native kernels', () => {
     },
   );
 
+  it.each([[1000], [300_001]])('relu of %i values and its gradient: the same bits as cpu', async (n) => {
+    const expected = await reluResults('cpu', n);
+    const actual = await reluResults('wasm', n);
+    for (const [i, r] of actual.entries()) expect(sameBits(r, expected[i]!), `result ${i}`).toBe(true);
+  });
+
   it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
     const calls: Record<string, number> = {};
     const counting = Object.fromEntries(
@@ -178,6 +197,7 @@ describe.skipIf(!built)('native kernels', () => {
       await convResults('wasm', big);
       await matMulResults('wasm', 64, 400, 120);
       await batchNormResults('wasm', [4, 8, 8, 32]);
+      await reluResults('wasm', 1000);
     } finally {
       useNative(2);
     }
@@ -191,6 +211,10 @@ describe.skipIf(!built)('native kernels', () => {
       bnApply: 2,
       bnGradStats: 1,
       bnGradApply: 1,
+      // reluResults runs relu twice and its gradient once; the convolution's ReLU under tf.grads
+      // is not fused into it (tfjs fuses activations only outside gradients).
+      relu: 3,
+      reluGrad: 2,
     });
   });
 
@@ -199,6 +223,7 @@ describe.skipIf(!built)('native kernels', () => {
     ...(await convResults('wasm', big)),
     ...(await matMulResults('wasm', 256, 400, 120)),
     ...(await batchNormResults('wasm', [64, 32, 32, 32])),
+    ...(await reluResults('wasm', 300_001)),
   ];
 
   it('gives the same bits with 1 and 2 threads', async () => {

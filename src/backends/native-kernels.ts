@@ -35,6 +35,33 @@ export interface NativeAddon {
   bnApply(heap: Uint8Array, ...args: number[]): void;
   bnGradStats(heap: Uint8Array, ...args: number[]): void;
   bnGradApply(heap: Uint8Array, ...args: number[]): void;
+  relu(heap: Uint8Array, ...args: number[]): void;
+  reluGrad(heap: Uint8Array, ...args: number[]): void;
+}
+
+/** dx = dy * (x > 0 ? 1 : 0) in one pass: the native backend's ReLU gradient. */
+export const RELU_GRAD = 'ImageClassifierReluGrad';
+
+/**
+ * Relu's gradient through RELU_GRAD where the backend has it, else tfjs's own formula
+ * (Step, Cast, Multiply: two more passes over the activations). Same values either way;
+ * gradients are registered for every backend, hence the check.
+ */
+export function registerReluGradient(): void {
+  tf.registerGradient({
+    kernelName: tf.Relu,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved as [tf.Tensor];
+      const dyT = dy as tf.Tensor;
+      return {
+        x: () =>
+          tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined
+            ? (tf.engine().runKernel(RELU_GRAD, { dy: dyT, x }) as tf.Tensor)
+            : tf.mul(dyT, tf.cast(tf.step(x), 'float32')),
+      };
+    },
+  });
 }
 
 /** The addon and the threads its kernels may use: what the wasm kernels take to run natively. */
@@ -255,6 +282,33 @@ export function nativeKernelConfigs(
       );
       return out;
     }),
+    config(tf.Relu, (params, wb) => {
+      const { x } = params.inputs as { x: tf.TensorInfo };
+      if (!isF32(x) || size(x) === 0) return null;
+      const out = allocF32(wb, x.shape);
+      addon.relu(heapBytes(wb), heapOffset(wb, x), heapOffset(wb, out), size(x), threads);
+      return out;
+    }),
+    {
+      kernelName: RELU_GRAD,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, backend }) => {
+        const wb = asWasmBackend(backend);
+        const { dy, x } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
+        const out = allocF32(wb, x.shape);
+        if (size(x) > 0) {
+          addon.reluGrad(
+            heapBytes(wb),
+            heapOffset(wb, dy),
+            heapOffset(wb, x),
+            heapOffset(wb, out),
+            size(x),
+            threads,
+          );
+        }
+        return out;
+      },
+    },
     config(tf.BatchMatMul, (params, wb) => matMul(addon, threads, params, wb)),
     config(tf._FusedMatMul, (params, wb) => matMul(addon, threads, params, wb)),
   ];

@@ -4,7 +4,12 @@ import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
-import { nativeKernelConfigs, type NativeKernels } from './native-kernels.js';
+import {
+  nativeKernelConfigs,
+  registerReluGradient,
+  RELU_GRAD,
+  type NativeKernels,
+} from './native-kernels.js';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
 import {
@@ -18,7 +23,7 @@ import {
 
 const BACKEND = 'wasm';
 /** Kernels that only the native set replaces (the rest of its set replaces ours). */
-const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul];
+const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul, tf.Relu, RELU_GRAD];
 
 export interface WasmTrainingKernelOptions {
   /**
@@ -109,6 +114,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
       return wasmConfigs.get(name);
     };
     const { addon, threads } = options.native;
+    registerReluGradient();
     for (const config of nativeKernelConfigs(addon, threads, fallback)) {
       const at = kernels.findIndex(([name]) => name === config.kernelName);
       const entry: [string, () => tf.KernelConfig] = [config.kernelName, () => config];
