@@ -205,7 +205,7 @@ static napi_value bn_stats(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[6];
   if (!read_args(env, info, 6, &heap, v)) return NULL;
-  ic_bn_stats(F32(v[0]), v[1], (int)v[2], F64(v[3]), F64(v[4]), (int)v[5]);
+  if (!ic_bn_stats(F32(v[0]), v[1], (int)v[2], F64(v[3]), F64(v[4]), (int)v[5])) return out_of_memory(env);
   return undefined(env);
 }
 
@@ -223,7 +223,8 @@ static napi_value bn_grad_stats(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[8];
   if (!read_args(env, info, 8, &heap, v)) return NULL;
-  ic_bn_grad_stats(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F64(v[5]), F64(v[6]), (int)v[7]);
+  if (!ic_bn_grad_stats(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F64(v[5]), F64(v[6]), (int)v[7]))
+    return out_of_memory(env);
   return undefined(env);
 }
 

@@ -65,13 +65,18 @@ static inline __attribute__((always_inline)) void SFX(fwd_tile)(int nv, const fl
 // ldw a multiple of 16): out[m][f] for f < ldw, row stride ldo.
 static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, int ldw, const float *bias, float *out,
                                    int ldo, long m0, long m1) {
-  const int taps = a->kh * a->kw;
+  // Row mode (no column padding): a kernel row's kw taps read kw*c contiguous floats, which the tile
+  // takes as one tap of kw*c channels (net's 5x5 RGB layer: 5 taps of 15 instead of 25 of 3).
+  const int row_mode = ic_row_mode(a);
+  const int taps = row_mode ? a->kh : a->kh * a->kw;
+  const int cc = row_mode ? a->kw * a->c : a->c;
+  const int kw = row_mode ? 1 : a->kw;
   const float *ptrs[taps * MR];
   const long pix = (long)a->oh * a->ow;
   // Offset of each tap from a pixel's top-left input element.
   long tap_off[taps];
   for (int ky = 0; ky < a->kh; ky++)
-    for (int kx = 0; kx < a->kw; kx++) tap_off[ky * a->kw + kx] = ((long)ky * a->w + kx) * a->c;
+    for (int kx = 0; kx < kw; kx++) tap_off[ky * kw + kx] = ((long)ky * a->w + kx) * a->c;
   for (long m = m0; m < m1; m += MR) {
     const int rows = m1 - m < MR ? (int)(m1 - m) : MR;
     for (int i = 0; i < MR; i++) {
@@ -87,9 +92,9 @@ static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, in
       } else {
         for (int ky = 0; ky < a->kh; ky++) {
           const int row_in = (unsigned)(by + ky) < (unsigned)a->h;
-          for (int kx = 0; kx < a->kw; kx++) {
-            const int t = ky * a->kw + kx;
-            const int inside = row_in && (unsigned)(bx + kx) < (unsigned)a->w;
+          for (int kx = 0; kx < kw; kx++) {
+            const int t = ky * kw + kx;
+            const int inside = row_in && (row_mode || (unsigned)(bx + kx) < (unsigned)a->w);
             ptrs[t * MR + i] = inside ? base + tap_off[t] : a->zeros;
           }
         }
@@ -99,9 +104,9 @@ static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, in
       const float *bf = bias ? bias + f : NULL;
       float *o = out + m * ldo + f;
       if (ldw - f >= 2 * VL)
-        SFX(fwd_tile)(2, ptrs, taps, a->c, w + f, ldw, bf, a->relu, o, ldo, rows);
+        SFX(fwd_tile)(2, ptrs, taps, cc, w + f, ldw, bf, a->relu, o, ldo, rows);
       else
-        SFX(fwd_tile)(1, ptrs, taps, a->c, w + f, ldw, bf, a->relu, o, ldo, rows);
+        SFX(fwd_tile)(1, ptrs, taps, cc, w + f, ldw, bf, a->relu, o, ldo, rows);
     }
   }
 }

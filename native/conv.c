@@ -11,6 +11,10 @@
 #include <omp.h>
 #include <stdlib.h>
 
+int ic_row_mode(const struct conv_args *a) {
+  return a->pl == 0 && (long)(a->ow - 1) * a->sw + a->kw <= a->w;
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define VL 8
@@ -86,15 +90,19 @@ void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *
   const int isa = ic_current_isa();
   const int mr = mr_of(isa);
   const int vl = isa == 2 ? 16 : 8;
-  const int taps = a->kh * a->kw;
-  const int cblocks = (a->c + mr - 1) / mr;
+  // Row mode (see conv_forward_rows): kernel rows of kw*c contiguous channels; dW's rows keep their order.
+  const int row_mode = ic_row_mode(a);
+  const int taps = row_mode ? a->kh : a->kh * a->kw;
+  const int cc = row_mode ? a->kw * a->c : a->c;
+  const int kw = row_mode ? 1 : a->kw;
+  const int cblocks = (cc + mr - 1) / mr;
   const int fblocks = (ldw + 2 * vl - 1) / (2 * vl);
   const long items = (long)taps * cblocks * fblocks;
   // Images per pass: about 256 pixels, so x and dy of a pass stay in cache
   // while every work item of the thread runs over them.
   const long pix = (long)a->oh * a->ow;
   const long chunk = pix >= 256 ? 1 : 256 / (pix > 0 ? pix : 1);
-  threads = threads_for((double)a->n * pix * taps * a->c * ldw, threads);
+  threads = threads_for((double)a->n * pix * taps * cc * ldw, threads);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -105,12 +113,12 @@ void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *
         const int fb = (int)(it % fblocks);
         const int cb = (int)(it / fblocks % cblocks);
         const int tap = (int)(it / fblocks / cblocks);
-        const int ky = tap / a->kw, kx = tap % a->kw;
+        const int ky = tap / kw, kx = tap % kw;
         const int c0 = cb * mr;
-        const int rows = a->c - c0 < mr ? a->c - c0 : mr;
+        const int rows = cc - c0 < mr ? cc - c0 : mr;
         const int f = fb * 2 * vl;
         const int nv = ldw - f >= 2 * vl ? 2 : 1;
-        float *d = dw + ((long)tap * a->c + c0) * ldw + f;
+        float *d = dw + ((long)tap * cc + c0) * ldw + f;
         if (isa == 2)
           filter_item_avx512(a, ky, kx, c0, rows, nv, dy + f, ldd, d, ldw, n0, n1, n0 == 0);
         else

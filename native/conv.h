@@ -13,6 +13,9 @@ struct conv_args {
   int relu;           // forward only: ReLU after the bias
 };
 
+// 1 when no output column reads padding: the kernels then take a kernel row (kw*c contiguous floats)
+// as one tap.
+int ic_row_mode(const struct conv_args *a);
 // 2: AVX-512, 1: AVX2 with FMA, 0: neither (the backend is unavailable).
 int ic_isa(void);
 // Restricts the kernels to an instruction set (-1: the best); returns the one used.

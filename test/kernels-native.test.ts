@@ -122,9 +122,11 @@ for (const k of [1, 3, 5]) {
     }
   }
 }
-// Few input or output channels stay on the wasm kernels (see MIN_CHANNELS) but still go through the backend.
+// net's layers: an RGB 5x5 'valid' layer (row mode: a kernel row as one tap of 15 channels) and a
+// 6-channel one, whose input gradient stays on the wasm kernels (backpropInputFits).
+convCases.push({ n: 2, h: 32, w: 32, c: 3, f: 6, k: 5, stride: 1, pad: 'valid', activation: 'relu' });
+convCases.push({ n: 2, h: 14, w: 14, c: 6, f: 16, k: 5, stride: 1, pad: 'valid', activation: 'relu' });
 convCases.push({ n: 2, h: 9, w: 9, c: 3, f: 16, k: 3, stride: 1, pad: 'same', activation: 'relu' });
-convCases.push({ n: 2, h: 9, w: 9, c: 16, f: 6, k: 5, stride: 1, pad: 'valid', activation: 'relu' });
 
 const big: ConvCase = { n: 4, h: 16, w: 16, c: 32, f: 64, k: 3, stride: 1, pad: 'same', activation: 'relu' };
 

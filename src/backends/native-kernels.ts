@@ -121,14 +121,13 @@ const sameDims = (d: number | [number, number] | undefined): boolean =>
   d === undefined || (Array.isArray(d) ? d[0] === 1 && d[1] === 1 : d === 1);
 
 /**
- * Convolutions with fewer input channels (the reduction runs one channel per step, so an RGB layer
- * spends its time on addressing: net's first layer, 3.8 ms native against 1.6 ms XNNPACK forward) or
- * fewer output channels (the tiles are 16 columns wide: 6 filters waste 10/16 of the work, net's
- * second layer's input gradient took 4.8 ms against XNNPACK's 2.2) stay on the wasm kernels.
+ * Conv2DBackpropInput runs as a forward convolution over dy padded by the kernel size less one, with
+ * the input's channels as its outputs. Our tiles are 16 outputs wide, so with few input channels and
+ * a large kernel most of the work is padding times zero columns: net's second layer (5x5, 6 channels)
+ * takes 3.6 ms there against XNNPACK's 2.2, so such layers stay on the wasm kernels. A 3x3 kernel
+ * wastes less, and XNNPACK does worse on VGG's RGB layer (38 ms against ~20).
  */
-const MIN_CHANNELS = 8;
-const MIN_OUT_CHANNELS = 16;
-const convFits = (inC: number, outC: number): boolean => inC >= MIN_CHANNELS && outC >= MIN_OUT_CHANNELS;
+const backpropInputFits = (inC: number, kH: number, kW: number): boolean => inC >= 16 || kH * kW <= 9;
 
 type Fallbacks = (kernelName: string) => tf.KernelConfig | undefined;
 
@@ -177,7 +176,6 @@ export function nativeKernelConfigs(
       a.dataFormat === 'NCHW' ? 'NCHW' : 'NHWC',
     );
     if ((bias !== undefined && size(bias) !== g.outC) || size(x) === 0 || size(filter) === 0) return null;
-    if (!convFits(g.inC, g.outC)) return null;
     const out = allocF32(wb, [g.batch, g.outH, g.outW, g.outC]);
     addon.convForward(
       heapBytes(wb),
@@ -222,8 +220,7 @@ export function nativeKernelConfigs(
       );
       // Strided convolutions go to the wasm kernel (zero-stuffing); none of our models has one.
       if (g.sH !== 1 || g.sW !== 1 || g.padTop >= g.kH || g.padLeft >= g.kW || size(dy) === 0) return null;
-      // The forward convolution it runs reads the filters' channels and writes the input's.
-      if (!convFits(g.outC, g.inC)) return null;
+      if (!backpropInputFits(g.inC, g.kH, g.kW)) return null;
       const out = allocF32(wb, [g.batch, g.inH, g.inW, g.inC]);
       addon.convBackpropInput(
         heapBytes(wb),
@@ -258,7 +255,7 @@ export function nativeKernelConfigs(
         a.dimRoundingMode,
         'NHWC',
       );
-      if (size(x) === 0 || size(dy) === 0 || !convFits(g.inC, g.outC)) return null;
+      if (size(x) === 0 || size(dy) === 0) return null;
       const out = allocF32(wb, [g.kH, g.kW, g.inC, g.outC]);
       addon.convBackpropFilter(
         heapBytes(wb),
