@@ -111,16 +111,34 @@ static napi_value conv_forward(napi_env env, napi_callback_info info) {
   return ok ? undefined(env) : out_of_memory(env);
 }
 
-// convBackpropInput(heap, dy, n, oh, ow, f, filter, kh, kw, c, pt, pl, h, w, dx, threads), stride 1:
-// dx is the forward convolution of dy with the filter rotated by 180 degrees, in and out channels swapped.
+// convBackpropInput(heap, dy, n, oh, ow, f, filter, kh, kw, c, pt, pl, h, w, dx, threads, sh, sw).
+// With 16 or more input channels and stride 1: the forward convolution of dy with the filter rotated
+// by 180 degrees, in and out channels swapped. Otherwise (few channels would leave most of the
+// 16-wide tiles empty; strides): dy times the transposed filter gives each pixel's contribution to
+// its kh*kw input pixels (a GEMM with kh*kw*c columns), added into them image by image.
 static napi_value conv_backprop_input(napi_env env, napi_callback_info info) {
   uint8_t *heap;
-  int64_t v[15];
-  if (!read_args(env, info, 15, &heap, v)) return NULL;
+  int64_t v[17];
+  if (!read_args(env, info, 17, &heap, v)) return NULL;
   const int n = (int)v[1], oh = (int)v[2], ow = (int)v[3], f = (int)v[4];
   const int kh = (int)v[6], kw = (int)v[7], c = (int)v[8], pt = (int)v[9], pl = (int)v[10];
-  const int h = (int)v[11], w = (int)v[12];
+  const int h = (int)v[11], w = (int)v[12], threads = (int)v[14], sh = (int)v[15], sw = (int)v[16];
   const float *filter = F32(v[5]);
+  float *dx = F32(v[13]);
+  if (c < 16 || sh != 1 || sw != 1) {
+    const int k = kh * kw * c, ldc = pad16(k);
+    // filter [k][f] -> [f][ldc]
+    float *wt = alloc_floats((size_t)f * ldc);
+    if (!wt) return out_of_memory(env);
+    for (int fo = 0; fo < f; fo++) {
+      for (int j = 0; j < k; j++) wt[(long)fo * ldc + j] = filter[(long)j * f + fo];
+      for (int j = k; j < ldc; j++) wt[(long)fo * ldc + j] = 0;
+    }
+    struct conv_args a = {NULL, NULL, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, 0};
+    const int ok = ic_input_grad_by_columns(&a, F32(v[0]), f, wt, ldc, dx, threads);
+    free(wt);
+    return ok ? undefined(env) : out_of_memory(env);
+  }
   const int ldw = pad16(c);
   float *wt = alloc_floats((size_t)kh * kw * f * ldw);
   if (!wt) return out_of_memory(env);
@@ -133,7 +151,7 @@ static napi_value conv_backprop_input(napi_env env, napi_callback_info info) {
         for (int ci = c; ci < ldw; ci++) row[ci] = 0;
       }
   struct conv_args a = {F32(v[0]), NULL, n, oh, ow, f, kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w, 0};
-  const int ok = forward(&a, wt, c, NULL, F32(v[13]), (int)v[14]);
+  const int ok = forward(&a, wt, c, NULL, dx, threads);
   free(wt);
   return ok ? undefined(env) : out_of_memory(env);
 }

@@ -79,12 +79,19 @@ static void SFX(conv_forward_rows)(const struct conv_args *a, const float *w, in
     for (int kx = 0; kx < kw; kx++) tap_off[ky * kw + kx] = ((long)ky * a->w + kx) * a->c;
   for (long m = m0; m < m1; m += MR) {
     const int rows = m1 - m < MR ? (int)(m1 - m) : MR;
+    // The tile's first output pixel; the next rows step through it without dividing.
+    long n = m / pix;
+    int oy = (int)(m % pix) / a->ow, ox = (int)(m % pix) % a->ow;
     for (int i = 0; i < MR; i++) {
-      // Rows past the end repeat the tile's first row (computed, not stored).
-      const long r = m + (i < rows ? i : 0);
-      const long n = r / pix;
-      const int q = (int)(r % pix);
-      const int by = q / a->ow * a->sh - a->pt, bx = q % a->ow * a->sw - a->pl;
+      // Rows past the end repeat the tile's last row (computed, not stored).
+      if (i > 0 && i < rows && ++ox == a->ow) {
+        ox = 0;
+        if (++oy == a->oh) {
+          oy = 0;
+          n++;
+        }
+      }
+      const int by = oy * a->sh - a->pt, bx = ox * a->sw - a->pl;
       const float *base = a->x + ((n * a->h + by) * a->w + bx) * a->c;
       if (by >= 0 && by + a->kh <= a->h && bx >= 0 && bx + a->kw <= a->w) {
         // Every tap inside the input: no checks.

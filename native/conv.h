@@ -28,4 +28,10 @@ void ic_conv_forward(const struct conv_args *a, const float *w, int ldw, const f
 // dw[(tap*c_in + c)*ldw + f] = sum over output pixels of x[...] * dy[m*ldd + f], f < ldw.
 void ic_conv_filter(const struct conv_args *a, const float *dy, int ldd, float *dw, int ldw, int threads);
 
+// The input gradient by columns: each output pixel's column dy[pixel] x wt ([f][ldc], the filter
+// transposed: ldc >= kh*kw*c) is added into the input pixels its taps read. a describes the forward
+// convolution (its x is dx); any stride and padding. Returns 0 when out of memory.
+int ic_input_grad_by_columns(const struct conv_args *a, const float *dy, int f, const float *wt, int ldc,
+                             float *dx, int threads);
+
 #endif

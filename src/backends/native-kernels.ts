@@ -120,15 +120,6 @@ const isF32 = (...ts: Array<tf.TensorInfo | undefined>): boolean =>
 const sameDims = (d: number | [number, number] | undefined): boolean =>
   d === undefined || (Array.isArray(d) ? d[0] === 1 && d[1] === 1 : d === 1);
 
-/**
- * Conv2DBackpropInput runs as a forward convolution over dy padded by the kernel size less one, with
- * the input's channels as its outputs. Our tiles are 16 outputs wide, so with few input channels and
- * a large kernel most of the work is padding times zero columns: net's second layer (5x5, 6 channels)
- * takes 3.6 ms there against XNNPACK's 2.2, so such layers stay on the wasm kernels. A 3x3 kernel
- * wastes less, and XNNPACK does worse on VGG's RGB layer (38 ms against ~20).
- */
-const backpropInputFits = (inC: number, kH: number, kW: number): boolean => inC >= 16 || kH * kW <= 9;
-
 type Fallbacks = (kernelName: string) => tf.KernelConfig | undefined;
 
 /**
@@ -218,9 +209,7 @@ export function nativeKernelConfigs(
         a.dimRoundingMode,
         'NHWC',
       );
-      // Strided convolutions go to the wasm kernel (zero-stuffing); none of our models has one.
-      if (g.sH !== 1 || g.sW !== 1 || g.padTop >= g.kH || g.padLeft >= g.kW || size(dy) === 0) return null;
-      if (!backpropInputFits(g.inC, g.kH, g.kW)) return null;
+      if (g.padTop >= g.kH || g.padLeft >= g.kW || size(dy) === 0) return null;
       const out = allocF32(wb, [g.batch, g.inH, g.inW, g.inC]);
       addon.convBackpropInput(
         heapBytes(wb),
@@ -239,6 +228,8 @@ export function nativeKernelConfigs(
         g.inW,
         heapOffset(wb, out),
         threads,
+        g.sH,
+        g.sW,
       );
       return out;
     }),
