@@ -11,6 +11,7 @@
 
 #include "batch-norm.h"
 #include "conv.h"
+#include "pool.h"
 #include "relu.h"
 
 #define MAX_ARGS 24
@@ -274,6 +275,28 @@ static napi_value relu_grad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// maxPool(heap, x, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, y, threads)
+static napi_value max_pool(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[15];
+  if (!read_args(env, info, 15, &heap, v)) return NULL;
+  struct conv_args a = {NULL, NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], (int)v[6],
+                        (int)v[7], (int)v[8], (int)v[9], (int)v[10], (int)v[11], (int)v[12], 0};
+  ic_max_pool(&a, F32(v[0]), F32(v[13]), (int)v[14]);
+  return undefined(env);
+}
+
+// maxPoolGrad(heap, x, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, y, dy, dx, threads)
+static napi_value max_pool_grad(napi_env env, napi_callback_info info) {
+  uint8_t *heap;
+  int64_t v[17];
+  if (!read_args(env, info, 17, &heap, v)) return NULL;
+  struct conv_args a = {NULL, NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], (int)v[6],
+                        (int)v[7], (int)v[8], (int)v[9], (int)v[10], (int)v[11], (int)v[12], 0};
+  if (!ic_max_pool_grad(&a, F32(v[0]), F32(v[13]), F32(v[14]), F32(v[15]), (int)v[16])) return out_of_memory(env);
+  return undefined(env);
+}
+
 // isa(): 2 AVX-512, 1 AVX2+FMA, 0 neither. useIsa(n): restrict to n (-1: best); returns the one used.
 static napi_value isa(napi_env env, napi_callback_info info) {
   (void)info;
@@ -305,6 +328,8 @@ NAPI_MODULE_INIT() {
              {"bnGradStats", bn_grad_stats},
              {"bnGradApply", bn_grad_apply},
              {"relu", relu},
+             {"maxPool", max_pool},
+             {"maxPoolGrad", max_pool_grad},
              {"reluGrad", relu_grad},
              {"isa", isa},
              {"useIsa", use_isa}};

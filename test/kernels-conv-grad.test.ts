@@ -3,18 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-import { randomArray, expectClose, sameBits } from './helpers/numeric.js';
+import { randomArray, expectClose, sameBits, type ConvCase } from './helpers/numeric.js';
 
-interface Case {
-  n: number;
-  h: number;
-  w: number;
-  c: number;
-  f: number;
-  k: number;
-  stride: number;
-  pad: 'same' | 'valid' | number;
-}
+type Case = ConvCase;
 
 interface Grads {
   dx: Float32Array;

@@ -8,18 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchNormTraining } from '../src/backends/batch-norm.js';
 import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native-kernels.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
-import { expectClose, randomArray, sameBits } from './helpers/numeric.js';
+import { expectClose, randomArray, sameBits, type ConvCase as BaseConvCase } from './helpers/numeric.js';
 
 const built = existsSync(NATIVE_ADDON_PATH);
 
-interface ConvCase {
-  n: number;
-  h: number;
-  w: number;
-  c: number;
-  f: number;
-  k: number;
-  stride: number;
+interface ConvCase extends BaseConvCase {
   pad: 'same' | 'valid';
   activation: 'relu' | 'linear';
 }
@@ -110,6 +103,32 @@ async function reluResults(backend: string, n: number): Promise<Float32Array[]> 
   return out;
 }
 
+/** maxPool(x) and the gradient of sum(maxPool(x) * pattern); x with ties (values on a coarse grid). */
+async function poolResults(
+  backend: string,
+  shape: [number, number, number, number],
+  size: number,
+  stride: number,
+  pad: 'same' | 'valid',
+): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const results = tf.tidy(() => {
+    const x = tf.tensor4d(
+      // + 0: no negative zeros, whose ordering against +0 the kernels may resolve differently.
+      randomArray(n, 17).map((v) => Math.round(v * 8) / 8 + 0),
+      shape,
+    );
+    const pool = (a: tf.Tensor): tf.Tensor => tf.maxPool(a as tf.Tensor4D, size, stride, pad);
+    const y = pool(x);
+    const pattern = tf.tensor(randomArray(y.size, 18), y.shape);
+    return [y, tf.grad((a: tf.Tensor) => tf.sum(tf.mul(pool(a), pattern)))(x)];
+  });
+  const out = await Promise.all(results.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(results);
+  return out;
+}
+
 const convCases: ConvCase[] = [];
 for (const k of [1, 3, 5]) {
   for (const stride of [1, 2]) {
@@ -183,6 +202,20 @@ describe.skipIf(!built)('native kernels', () => {
     for (const [i, r] of actual.entries()) expect(sameBits(r, expected[i]!), `result ${i}`).toBe(true);
   });
 
+  it.each([
+    [[2, 8, 8, 32], 2, 2, 'valid'],
+    [[3, 28, 28, 6], 2, 2, 'valid'],
+    [[2, 9, 7, 17], 2, 2, 'valid'],
+    [[2, 9, 7, 17], 3, 2, 'same'],
+    [[2, 7, 7, 20], 3, 1, 'valid'],
+  ] as const)('max pool %j, window %i, stride %i, %s: forward and gradient match cpu', async (...tc) => {
+    const [shape, size, stride, pad] = tc;
+    const expected = await poolResults('cpu', [...shape], size, stride, pad);
+    const actual = await poolResults('wasm', [...shape], size, stride, pad);
+    expect(sameBits(actual[0]!, expected[0]!), 'y').toBe(true);
+    expectClose(actual[1]!, expected[1]!, 'dx');
+  });
+
   it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
     const calls: Record<string, number> = {};
     const counting = Object.fromEntries(
@@ -200,6 +233,7 @@ describe.skipIf(!built)('native kernels', () => {
       await matMulResults('wasm', 64, 400, 120);
       await batchNormResults('wasm', [4, 8, 8, 32]);
       await reluResults('wasm', 1000);
+      await poolResults('wasm', [2, 8, 8, 32], 2, 2, 'valid');
     } finally {
       useNative(2);
     }
@@ -217,6 +251,9 @@ describe.skipIf(!built)('native kernels', () => {
       // is not fused into it (tfjs fuses activations only outside gradients).
       relu: 3,
       reluGrad: 2,
+      // poolResults pools twice and takes the gradient once.
+      maxPool: 2,
+      maxPoolGrad: 1,
     });
   });
 
@@ -226,6 +263,7 @@ describe.skipIf(!built)('native kernels', () => {
     ...(await matMulResults('wasm', 256, 400, 120)),
     ...(await batchNormResults('wasm', [64, 32, 32, 32])),
     ...(await reluResults('wasm', 300_001)),
+    ...(await poolResults('wasm', [64, 32, 32, 32], 2, 2, 'valid')),
   ];
 
   it('gives the same bits with 1 and 2 threads', async () => {

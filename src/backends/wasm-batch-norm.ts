@@ -23,6 +23,9 @@ export const BATCH_NORM_TRAIN = 'ImageClassifierBatchNormTrain';
 /** Backward: inputs {dy, x, gamma, mean, variance}, attrs {epsilon} -> [dx, dgamma, dbeta]. */
 export const BATCH_NORM_TRAIN_GRAD = 'ImageClassifierBatchNormTrainGrad';
 
+/** What tfjs passes a kernel function. */
+type KernelParams = Parameters<tf.KernelFunc>[0];
+
 export interface BatchNormTrainAttrs {
   epsilon: number;
 }
@@ -108,18 +111,11 @@ function withHeapVectors(backend: WasmBackend, vectors: Float32Array[], use: (pt
   }
 }
 
-function batchNormTrain(
-  params: {
-    inputs: tf.NamedTensorInfoMap;
-    backend: unknown;
-    attrs?: unknown;
-  },
-  native?: NativeKernels,
-): tf.TensorInfo[] {
+function batchNormTrain(params: KernelParams, native?: NativeKernels): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { x, gamma, beta } = params.inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
   // Cast: tfjs passes attrs as a generic map; these are the attrs we set.
-  const { epsilon } = params.attrs as BatchNormTrainAttrs;
+  const { epsilon } = params.attrs as unknown as BatchNormTrainAttrs;
   const { rows, c } = channels(x);
   const y = allocF32(backend, x.shape);
   const meanOut = allocF32(backend, [c]);
@@ -170,14 +166,7 @@ function batchNormTrain(
   return [y, meanOut, varOut];
 }
 
-function batchNormTrainGrad(
-  params: {
-    inputs: tf.NamedTensorInfoMap;
-    backend: unknown;
-    attrs?: unknown;
-  },
-  native?: NativeKernels,
-): tf.TensorInfo[] {
+function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { dy, x, gamma, mean, variance } = params.inputs as {
     dy: tf.TensorInfo;
@@ -187,7 +176,7 @@ function batchNormTrainGrad(
     variance: tf.TensorInfo;
   };
   // Cast: tfjs passes attrs as a generic map; these are the attrs we set.
-  const { epsilon } = params.attrs as BatchNormTrainAttrs;
+  const { epsilon } = params.attrs as unknown as BatchNormTrainAttrs;
   const { rows, c } = channels(x);
   const dx = allocF32(backend, x.shape);
   const dgammaOut = allocF32(backend, [c]);

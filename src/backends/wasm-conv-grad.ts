@@ -84,6 +84,46 @@ export function geometry(
   };
 }
 
+/** Conv2DBackpropFilter's inputs and geometry (shared with the native backend's kernel). */
+export function backpropFilterArgs(params: Parameters<tf.KernelFunc>[0]): {
+  x: tf.TensorInfo;
+  dy: tf.TensorInfo;
+  g: ConvGeometry;
+} {
+  const { x, dy } = params.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
+  const a = params.attrs as unknown as Conv2DBackpropFilterAttrs;
+  const g = geometry(
+    x.shape as [number, number, number, number],
+    a.filterShape,
+    a.strides,
+    a.pad,
+    a.dimRoundingMode,
+    a.dataFormat,
+  );
+  return { x, dy, g };
+}
+
+/** Conv2DBackpropInput's inputs and geometry (shared with the native backend's kernel). */
+export function backpropInputArgs(params: Parameters<tf.KernelFunc>[0]): {
+  dy: tf.TensorInfo;
+  filter: tf.TensorInfo;
+  g: ConvGeometry;
+} {
+  const { dy, filter } = params.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
+  const a = params.attrs as unknown as Conv2DBackpropInputAttrs;
+  const g = geometry(
+    a.inputShape,
+    filter.shape as [number, number, number, number],
+    a.strides,
+    a.pad,
+    a.dimRoundingMode,
+    a.dataFormat,
+  );
+  return { dy, filter, g };
+}
+
 /**
  * dW[kh,kw,c,f] = sum_{n,oh,ow} x[n, oh*sH+kh-pT, ow*sW+kw-pL, c] * dy[n,oh,ow,f]
  *
@@ -538,18 +578,9 @@ export function conv2DBackpropFilterConfig(): tf.KernelConfig {
   return {
     kernelName: tf.Conv2DBackpropFilter,
     backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
-      const a = attrs as unknown as Conv2DBackpropFilterAttrs;
-      const g = geometry(
-        x.shape as [number, number, number, number],
-        a.filterShape,
-        a.strides,
-        a.pad,
-        a.dimRoundingMode,
-        a.dataFormat,
-      );
+    kernelFunc: (params) => {
+      const { x, dy, g } = backpropFilterArgs(params);
+      const backend = params.backend;
       const wb = asWasmBackend(backend);
       const simd = convGradTuning.simdFilterGrad ? simdKernels(heapMemory(wb)) : null;
       if (simd !== null) return backpropFilterSimd(wb, simd, x, dy, g);
@@ -572,19 +603,8 @@ export function conv2DBackpropInputConfig(fallback: tf.KernelConfig | undefined)
     kernelName: tf.Conv2DBackpropInput,
     backendName: 'wasm',
     kernelFunc: (params) => {
-      const { inputs, backend, attrs } = params;
-      const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-      // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
-      const a = attrs as unknown as Conv2DBackpropInputAttrs;
-      const g = geometry(
-        a.inputShape,
-        filter.shape as [number, number, number, number],
-        a.strides,
-        a.pad,
-        a.dimRoundingMode,
-        a.dataFormat,
-      );
-      const out = backpropInput(asWasmBackend(backend), dy, filter, g);
+      const { dy, filter, g } = backpropInputArgs(params);
+      const out = backpropInput(asWasmBackend(params.backend), dy, filter, g);
       if (out !== null) return out;
       return stock(params);
     },

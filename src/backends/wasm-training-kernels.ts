@@ -23,7 +23,7 @@ import {
 
 const BACKEND = 'wasm';
 /** Kernels that only the native set replaces (the rest of its set replaces ours). */
-const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul, tf.Relu, RELU_GRAD];
+const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul, tf.Relu, RELU_GRAD, tf.MaxPool];
 
 export interface WasmTrainingKernelOptions {
   /**

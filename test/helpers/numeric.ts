@@ -35,3 +35,15 @@ export function sameBits(a: Float32Array, b: Float32Array): boolean {
     Buffer.from(b.buffer, b.byteOffset, b.byteLength),
   );
 }
+
+/** A convolution test case: NHWC input, f filters of k x k, stride and padding. */
+export interface ConvCase {
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  f: number;
+  k: number;
+  stride: number;
+  pad: 'same' | 'valid' | number;
+}
