@@ -37,7 +37,7 @@ static inline __attribute__((always_inline)) void SFX(fwd_tile)(int nv, const fl
       const V b1 = nv == 2 ? LOADV(wt + (long)c * ldw + VL) : (V){0};
 #pragma GCC unroll 16
       for (int i = 0; i < MR; i++) {
-        const V a = (V){0} + p[i][c];
+        const V a = SFX(splat)(p[i][c]);
         acc[i][0] += a * b0;
         if (nv == 2) acc[i][1] += a * b1;
       }
@@ -149,7 +149,7 @@ static inline __attribute__((always_inline)) void SFX(filter_tile)(int rows, int
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
           if (i < rows) {
-            const V s = (V){0} + px[i];
+            const V s = SFX(splat)(px[i]);
             acc[i][0] += s * d0;
             if (nv == 2) acc[i][1] += s * d1;
           }

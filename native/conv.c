@@ -8,6 +8,7 @@
 // whatever the thread count or instruction set.
 #include "conv.h"
 
+#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 
@@ -17,6 +18,9 @@ int ic_row_mode(const struct conv_args *a) {
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+// One vbroadcastss from memory. (GCC's vector idiom `(V){0} + x` adds zero first, which it may not
+// drop, as -0 + 0 is +0: a scalar add and a register broadcast per step of the hot loops.)
+static inline __m256 splat_avx2(float x) { return _mm256_set1_ps(x); }
 #define VL 8
 #define MR 6
 #define SFX(name) name##_avx2
@@ -28,6 +32,7 @@ int ic_row_mode(const struct conv_args *a) {
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx2,fma")
+static inline __m512 splat_avx512(float x) { return _mm512_set1_ps(x); }
 #define VL 16
 #define MR 12
 #define SFX(name) name##_avx512
