@@ -3,7 +3,7 @@
 //   CPU: tensorflow (libtensorflow, all cores) > native (wasm + our AVX2/AVX-512 addon for convolutions
 //        and matrix products) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
 // Native TensorFlow goes first where it installs because it is the fastest and most complete; our
-// addon builds wherever a C compiler is (VGG: ~2.5x the wasm path's images/s on 2 cores); wasm is the
+// addon builds wherever a C compiler is (VGG: ~4x the wasm path's images/s on 2 cores); wasm is the
 // fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
 import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
