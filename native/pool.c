@@ -10,6 +10,18 @@
 
 #include "conv.h"
 
+// Runs BODY for each input pixel (iy, ix) of output pixel (oy, ox)'s window that lies inside the input.
+#define FOR_WINDOW(...)                                                                                   \
+  for (int ky = 0; ky < a->kh; ky++) {                                                                    \
+    const int iy = oy * a->sh + ky - a->pt;                                                               \
+    if (iy < 0 || iy >= a->h) continue;                                                                   \
+    for (int kx = 0; kx < a->kw; kx++) {                                                                  \
+      const int ix = ox * a->sw + kx - a->pl;                                                             \
+      if (ix < 0 || ix >= a->w) continue;                                                                 \
+      __VA_ARGS__                                                                                         \
+    }                                                                                                     \
+  }
+
 #define POOL_PASSES(SFX)                                                                                  \
   static void max_pool_##SFX(const struct conv_args *a, const float *restrict x, float *restrict y, long n) { \
     const float *xi = x + n * a->h * a->w * (long)a->c;                                                   \
@@ -18,16 +30,10 @@
       for (int ox = 0; ox < a->ow; ox++) {                                                                \
         float *o = yi + ((long)oy * a->ow + ox) * a->c;                                                   \
         for (int ci = 0; ci < a->c; ci++) o[ci] = -INFINITY;                                              \
-        for (int ky = 0; ky < a->kh; ky++) {                                                              \
-          const int iy = oy * a->sh + ky - a->pt;                                                         \
-          if (iy < 0 || iy >= a->h) continue;                                                             \
-          for (int kx = 0; kx < a->kw; kx++) {                                                            \
-            const int ix = ox * a->sw + kx - a->pl;                                                       \
-            if (ix < 0 || ix >= a->w) continue;                                                           \
-            const float *p = xi + ((long)iy * a->w + ix) * a->c;                                          \
-            for (int ci = 0; ci < a->c; ci++) o[ci] = p[ci] > o[ci] ? p[ci] : o[ci];                      \
-          }                                                                                               \
-        }                                                                                                 \
+        FOR_WINDOW({                                                                                      \
+          const float *p = xi + ((long)iy * a->w + ix) * a->c;                                            \
+          for (int ci = 0; ci < a->c; ci++) o[ci] = p[ci] > o[ci] ? p[ci] : o[ci];                        \
+        })                                                                                                \
       }                                                                                                   \
   }                                                                                                       \
   static void max_pool_grad_##SFX(const struct conv_args *a, const float *restrict x, const float *restrict y, \
@@ -43,30 +49,24 @@
         const float *m = y + out + ((long)oy * a->ow + ox) * a->c;                                        \
         const float *g = dy + out + ((long)oy * a->ow + ox) * a->c;                                       \
         for (int ci = 0; ci < a->c; ci++) found[ci] = 0;                                                  \
-        for (int ky = 0; ky < a->kh; ky++) {                                                              \
-          const int iy = oy * a->sh + ky - a->pt;                                                         \
-          if (iy < 0 || iy >= a->h) continue;                                                             \
-          for (int kx = 0; kx < a->kw; kx++) {                                                            \
-            const int ix = ox * a->sw + kx - a->pl;                                                       \
-            if (ix < 0 || ix >= a->w) continue;                                                           \
-            const long at = ((long)iy * a->w + ix) * a->c;                                                \
-            const float *restrict p = xi + at;                                                            \
-            float *restrict d = di + at;                                                                  \
-            if (tiles) {                                                                                  \
-              for (int ci = 0; ci < a->c; ci++) {                                                         \
-                const int hit = (found[ci] == 0) & (p[ci] == m[ci]);                                      \
-                found[ci] |= hit;                                                                         \
-                d[ci] = hit ? g[ci] : 0.0f;                                                               \
-              }                                                                                           \
-            } else {                                                                                      \
-              for (int ci = 0; ci < a->c; ci++) {                                                         \
-                const int hit = (found[ci] == 0) & (p[ci] == m[ci]);                                      \
-                found[ci] |= hit;                                                                         \
-                d[ci] += hit ? g[ci] : 0.0f;                                                              \
-              }                                                                                           \
+        FOR_WINDOW({                                                                                      \
+          const long at = ((long)iy * a->w + ix) * a->c;                                                  \
+          const float *restrict p = xi + at;                                                              \
+          float *restrict d = di + at;                                                                    \
+          if (tiles) {                                                                                    \
+            for (int ci = 0; ci < a->c; ci++) {                                                           \
+              const int hit = (found[ci] == 0) & (p[ci] == m[ci]);                                        \
+              found[ci] |= hit;                                                                           \
+              d[ci] = hit ? g[ci] : 0.0f;                                                                 \
+            }                                                                                             \
+          } else {                                                                                        \
+            for (int ci = 0; ci < a->c; ci++) {                                                           \
+              const int hit = (found[ci] == 0) & (p[ci] == m[ci]);                                        \
+              found[ci] |= hit;                                                                           \
+              d[ci] += hit ? g[ci] : 0.0f;                                                                \
             }                                                                                             \
           }                                                                                               \
-        }                                                                                                 \
+        })                                                                                                \
       }                                                                                                   \
   }
 

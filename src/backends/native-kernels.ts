@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { backpropFilterArgs, backpropInputArgs, geometry, type ConvGeometry } from './wasm-conv-grad.js';
+import { pool2DInfo } from './wasm-misc-kernels.js';
 import {
   allocF32,
   asWasmBackend,
@@ -143,14 +144,7 @@ function poolArgs(
   x: tf.TensorInfo,
   a: Pick<tf.MaxPoolAttrs, 'filterSize' | 'strides' | 'pad' | 'dimRoundingMode'>,
 ): { args: number[]; outShape: number[] } {
-  const info = tf.backend_util.computePool2DInfo(
-    x.shape as [number, number, number, number],
-    a.filterSize,
-    a.strides,
-    1,
-    a.pad,
-    a.dimRoundingMode,
-  );
+  const info = pool2DInfo(x, a);
   return {
     args: [
       info.batchSize,

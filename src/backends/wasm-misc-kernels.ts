@@ -81,6 +81,21 @@ export function castConfig(fallback: tf.KernelConfig | undefined): tf.KernelConf
   };
 }
 
+/** A 2-D pooling's geometry (NHWC, no dilation), for our kernels and the native backend's. */
+export function pool2DInfo(
+  x: tf.TensorInfo,
+  a: Pick<tf.MaxPoolAttrs, 'filterSize' | 'strides' | 'pad' | 'dimRoundingMode'>,
+): ReturnType<typeof tf.backend_util.computePool2DInfo> {
+  return tf.backend_util.computePool2DInfo(
+    x.shape as [number, number, number, number],
+    a.filterSize,
+    a.strides,
+    1,
+    a.pad,
+    a.dimRoundingMode,
+  );
+}
+
 export function maxPoolGradConfig(): tf.KernelConfig {
   return {
     kernelName: tf.MaxPoolGrad,
@@ -90,14 +105,7 @@ export function maxPoolGradConfig(): tf.KernelConfig {
       const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
       // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
       const a = attrs as unknown as tf.MaxPoolGradAttrs;
-      const info = tf.backend_util.computePool2DInfo(
-        input.shape as [number, number, number, number],
-        a.filterSize,
-        a.strides,
-        1,
-        a.pad,
-        a.dimRoundingMode,
-      );
+      const info = pool2DInfo(input, a);
       const { batchSize: N, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
       const { strideHeight: sH, strideWidth: sW, filterHeight: fH, filterWidth: fW } = info;
       const pT = info.padInfo.top;
