@@ -56,8 +56,12 @@ describe('image-classifier-trainer', () => {
   it('doctor lists the backends and which one auto picks', async () => {
     const { code, stdout } = await runCli(['doctor']);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^wasm +cpu +works$/m);
-    expect(stdout).toMatch(/^tensorflow +cpu +(works|unavailable: .+)$/m);
+    expect(stdout).toMatch(/^wasm +cpu +works \(@tensorflow\/tfjs-backend-wasm@[\d.]+, \d+ threads?\)$/m);
+    expect(stdout).toMatch(/^tensorflow +cpu +(works \(.+\)|unavailable: .+)$/m);
+    // The native kernels say which instruction set they run, or why they cannot.
+    expect(stdout).toMatch(
+      /^native +cpu +(works \(.+native kernels \((avx2|avx512)\).+\)|unavailable: .+)$/m,
+    );
     expect(stdout).toMatch(/--device auto uses: \w+/);
   });
 

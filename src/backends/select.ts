@@ -215,6 +215,8 @@ export interface BackendReport {
   name: BackendName;
   device: 'cpu' | 'gpu';
   works: boolean;
+  /** What runs it, when it works: package versions (and the native kernels' instruction set), threads. */
+  detail?: string;
   reason?: string;
 }
 
@@ -253,8 +255,9 @@ export async function probeBackends(threads = availableParallelism()): Promise<B
   const reports: BackendReport[] = [];
   for (const candidate of CANDIDATES) {
     try {
-      await tryCandidate(candidate, threads);
-      reports.push({ name: candidate.name, device: candidate.device, works: true });
+      const info = await tryCandidate(candidate, threads);
+      const detail = `${info.package}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+      reports.push({ name: candidate.name, device: candidate.device, works: true, detail });
     } catch (error) {
       reports.push({
         name: candidate.name,

@@ -367,7 +367,7 @@ async function runDoctor(): Promise<void> {
   console.log(`node ${process.version}, ${process.platform} ${process.arch}`);
   const reports = await probeBackends();
   for (const report of reports) {
-    const state = report.works ? 'works' : `unavailable: ${report.reason}`;
+    const state = report.works ? `works (${report.detail})` : `unavailable: ${report.reason}`;
     console.log(`${report.name.padEnd(15)} ${report.device}  ${state}`);
   }
   // Candidates are probed in auto's order of preference, so the first that works is auto's pick.
