@@ -84,8 +84,9 @@ export type NativeIsa = (typeof ISA_NAMES)[number];
 let loaded: NativeAddon | undefined;
 
 /**
- * Loads the addon; throws with the reason it cannot be used (not built, no
- * AVX2/FMA). `isa` restricts the instruction set (tests compare the two).
+ * Loads the addon (once) and names the instruction set its kernels use; throws
+ * with the reason it cannot be used (not built, no AVX2/FMA). The addon's
+ * `useIsa` restricts the instruction set (tests compare the two builds).
  */
 export function loadNativeAddon(): { addon: NativeAddon; isa: NativeIsa } {
   if (loaded === undefined) {
