@@ -1,7 +1,7 @@
 // Backend selection. `auto` takes the first candidate that loads *and* trains a tiny conv net step:
 //   GPU: tensorflow-gpu (CUDA via tfjs-node-gpu) > webgpu (Dawn through the `webgpu` package)
-//   CPU: tensorflow (libtensorflow, all cores) > native (wasm + our AVX2/AVX-512 addon for convolutions
-//        and matrix products) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
+//   CPU: tensorflow (libtensorflow, all cores) > native (wasm + our AVX2/AVX-512 addon for convolutions,
+//        products, batch norm, ReLU, pooling) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
 // Native TensorFlow goes first where it installs because it is the fastest and most complete; our
 // addon builds wherever a C compiler is (VGG: ~4x the wasm path's images/s on 2 cores); wasm is the
 // fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
+import type { NativeKernels } from './native-kernels.js';
 
 export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'native' | 'wasm' | 'cpu';
 
@@ -80,7 +81,7 @@ async function packageVersion(name: string): Promise<string> {
 /** The wasm backend with our training kernels (and the native addon's, for `native`). */
 async function loadWasm(
   threads: number,
-  native?: { addon: import('./native-kernels.js').NativeAddon; threads: number },
+  native?: NativeKernels,
 ): Promise<{ package: string; threads: number }> {
   await import('@tensorflow/tfjs-backend-wasm');
   // tfjs-backend-wasm uses one core in Node; our loader runs its threaded build on all of them

@@ -4,12 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
-import {
-  nativeKernelConfigs,
-  registerReluGradient,
-  RELU_GRAD,
-  type NativeKernels,
-} from './native-kernels.js';
+import { nativeKernelConfigs, registerReluGradient, type NativeKernels } from './native-kernels.js';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
 import {
@@ -22,8 +17,6 @@ import {
 } from './wasm-misc-kernels.js';
 
 const BACKEND = 'wasm';
-/** Kernels that only the native set replaces (the rest of its set replaces ours). */
-const NATIVE_ONLY = [tf.Conv2D, tf.FusedConv2D, tf._FusedMatMul, tf.Relu, RELU_GRAD, tf.MaxPool];
 
 export interface WasmTrainingKernelOptions {
   /**
@@ -126,6 +119,8 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     if (keep.has(name)) restore(name);
     else install(name, make);
   }
-  // Kernels only the native set replaces go back to stock when it is not asked for.
-  if (options.native === undefined) for (const name of NATIVE_ONLY) restore(name);
+  // Kernels an earlier call replaced and this one does not (the native set's, when it is not asked
+  // for) go back to stock. `stock` holds every name we ever replaced.
+  const names = new Set(kernels.map(([name]) => name));
+  for (const name of stock.keys()) if (!names.has(name)) restore(name);
 }
