@@ -128,6 +128,8 @@ const CANDIDATES: Candidate[] = [
       if (software && !explicit) throw new Error(`only a software WebGPU adapter: ${adapterName}`);
       Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
       await optionalImport('@tensorflow/tfjs-backend-webgpu');
+      const { registerWebGpuTrainingKernels } = await import('./webgpu/kernels.js');
+      registerWebGpuTrainingKernels();
       return {
         package: await packageVersion('@tensorflow/tfjs-backend-webgpu'),
         threads: 1,

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
+import { KernelRegistry, type KernelMaker } from './kernel-registry.js';
 import { nativeKernelConfigs, registerReluGradient, type NativeKernels } from './native-kernels.js';
 import { batchNormTrainConfigs } from './wasm-batch-norm.js';
 import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
@@ -15,8 +16,6 @@ import {
   identityConfig,
   maxPoolGradConfig,
 } from './wasm-misc-kernels.js';
-
-const BACKEND = 'wasm';
 
 export interface WasmTrainingKernelOptions {
   /**
@@ -31,40 +30,8 @@ export interface WasmTrainingKernelOptions {
   native?: NativeKernels;
 }
 
-/** The stock kernels we replaced, by kernel name, to restore on request. */
-const stock = new Map<string, tf.KernelConfig | undefined>();
-/** The configs we registered, to recognise them across calls. */
-const ours = new Set<tf.KernelConfig>();
-
-function current(kernelName: string): tf.KernelConfig | undefined {
-  // getKernel's typings say it always returns a config; it returns undefined
-  // when none is registered.
-  return tf.getKernel(kernelName, BACKEND) as tf.KernelConfig | undefined;
-}
-
-function stockKernel(kernelName: string): tf.KernelConfig | undefined {
-  if (stock.has(kernelName)) return stock.get(kernelName);
-  const k = current(kernelName);
-  return k !== undefined && !ours.has(k) ? k : undefined;
-}
-
-function install(kernelName: string, make: () => tf.KernelConfig): void {
-  const now = current(kernelName);
-  if (!stock.has(kernelName)) stock.set(kernelName, now);
-  // Unregister first: registerKernel over an existing one logs a warning.
-  if (now !== undefined) tf.unregisterKernel(kernelName, BACKEND);
-  const config = make();
-  tf.registerKernel(config);
-  ours.add(config);
-}
-
-function restore(kernelName: string): void {
-  const now = current(kernelName);
-  if (now === undefined || !ours.has(now)) return;
-  tf.unregisterKernel(kernelName, BACKEND);
-  const original = stock.get(kernelName);
-  if (original !== undefined) tf.registerKernel(original);
-}
+const registry = new KernelRegistry('wasm');
+const stockKernel = (name: string): tf.KernelConfig | undefined => registry.stockKernel(name);
 
 /**
  * Registers our training kernels for the 'wasm' backend:
@@ -83,8 +50,7 @@ function restore(kernelName: string): void {
  * our kernels needs a setup step). `options.keepStock` is for comparisons.
  */
 export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions = {}): void {
-  const keep = new Set(options.keepStock ?? []);
-  const kernels: Array<[string, () => tf.KernelConfig]> = [
+  const kernels: KernelMaker[] = [
     [tf.Conv2DBackpropFilter, conv2DBackpropFilterConfig],
     [tf.Conv2DBackpropInput, () => conv2DBackpropInputConfig(stockKernel(tf.Conv2DBackpropInput))],
     [tf.MaxPoolGrad, maxPoolGradConfig],
@@ -93,10 +59,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
     [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
     [tf.Add, () => addConfig(stockKernel(tf.Add))],
-    ...batchNormTrainConfigs(options.native).map((c): [string, () => tf.KernelConfig] => [
-      c.kernelName,
-      () => c,
-    ]),
+    ...batchNormTrainConfigs(options.native).map((c): KernelMaker => [c.kernelName, () => c]),
   ];
   if (options.native !== undefined) {
     const wasmMakers = new Map(kernels);
@@ -110,17 +73,10 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     registerReluGradient();
     for (const config of nativeKernelConfigs(addon, threads, fallback)) {
       const at = kernels.findIndex(([name]) => name === config.kernelName);
-      const entry: [string, () => tf.KernelConfig] = [config.kernelName, () => config];
+      const entry: KernelMaker = [config.kernelName, () => config];
       if (at >= 0) kernels[at] = entry;
       else kernels.push(entry);
     }
   }
-  for (const [name, make] of kernels) {
-    if (keep.has(name)) restore(name);
-    else install(name, make);
-  }
-  // Kernels an earlier call replaced and this one does not (the native set's, when it is not asked
-  // for) go back to stock. `stock` holds every name we ever replaced.
-  const names = new Set(kernels.map(([name]) => name));
-  for (const name of stock.keys()) if (!names.has(name)) restore(name);
+  registry.apply(kernels, options.keepStock);
 }

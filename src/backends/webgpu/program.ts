@@ -1,0 +1,85 @@
+// The part of tfjs-backend-webgpu our kernels use: a program is WGSL plus how to dispatch it, and the
+// backend compiles it once per shader key, binds `result` (the output, read-write) and one read-only
+// storage array per name in `variableNames`, and records it into its own command encoder. Going
+// through runWebGPUProgram keeps our dispatches in order with tfjs's and its buffer reuse intact.
+//
+// Our programs bake their shapes into the WGSL as constants (the key names them): a training run
+// sees a handful of layer shapes, and constant trip counts and divisors let the compiler unroll and
+// strength-reduce the index arithmetic that dominates small tiles.
+import type * as tf from '@tensorflow/tfjs';
+
+export interface WebGpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  /** Which output dimensions each dispatch axis covers (tfjs uses it for helper snippets only). */
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  workgroupSize: [number, number, number];
+  /** Vector width of each input binding (1 or 4); the output's is outputComponent. */
+  variableComponents?: number[];
+  outputComponent?: number;
+  getUserCode(): string;
+}
+
+/** The WebGPU backend as our kernels see it (tfjs-backend-webgpu's WebGPUBackend). */
+export interface WebGpuBackend {
+  runWebGPUProgram(
+    program: WebGpuProgram,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    uniforms?: Array<{ type: string; data: number[] }>,
+    output?: tf.TensorInfo,
+  ): tf.TensorInfo;
+  disposeData(dataId: tf.TensorInfo['dataId'], force?: boolean): boolean;
+  /** Device limits we size dispatches by. */
+  device: { limits: { maxComputeWorkgroupsPerDimension: number } };
+}
+
+/**
+ * A program with a fixed workgroup and grid: `main()` gets the workgroup id and the local index
+ * through tfjs's globals (`workgroupId`, `localIndex`).
+ */
+export function program(options: {
+  key: string;
+  outputShape: number[];
+  inputs: string[];
+  workgroupSize: number;
+  grid: [number, number, number];
+  code: string;
+  variableComponents?: number[];
+}): WebGpuProgram {
+  return {
+    outputShape: options.outputShape,
+    shaderKey: `ic_${options.key}`,
+    // Any non-flat layout: tfjs then leaves the indexing to us.
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: options.grid,
+    variableNames: options.inputs,
+    workgroupSize: [options.workgroupSize, 1, 1],
+    variableComponents: options.variableComponents,
+    // tfjs binds its uniforms (shapes) to every program, and a pipeline with an 'auto' layout only
+    // has the bindings its shader uses: touch them.
+    getUserCode: () => options.code.replace('fn main() {', 'fn main() {\n  _ = uniforms.NAN;'),
+  };
+}
+
+/** Runs a program whose every input is float32 and whose output is float32. */
+export function run(
+  backend: WebGpuBackend,
+  prog: WebGpuProgram,
+  inputs: tf.TensorInfo[],
+  output?: tf.TensorInfo,
+): tf.TensorInfo {
+  return backend.runWebGPUProgram(prog, inputs, 'float32', undefined, output);
+}
+
+/** Workgroups along x for `count` items, `perGroup` each, folded into y beyond the device limit. */
+export function grid1d(backend: WebGpuBackend, count: number, perGroup: number): [number, number, number] {
+  const groups = Math.ceil(count / perGroup);
+  const limit = backend.device.limits.maxComputeWorkgroupsPerDimension;
+  return groups <= limit ? [groups, 1, 1] : [limit, Math.ceil(groups / limit), 1];
+}
+
+/** WGSL: the flat workgroup index of a grid made by grid1d. */
+export const FLAT_GROUP = 'i32(workgroupId.y * numWorkgroups.x + workgroupId.x)';

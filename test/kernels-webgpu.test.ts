@@ -1,0 +1,92 @@
+// Our WebGPU training kernels (src/backends/webgpu/) against the cpu backend, on whatever WebGPU
+// adapter this machine has: Mesa's lavapipe in CI (.ci/run installs it), a real GPU elsewhere.
+// Skipped, saying why, where there is none.
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backends/select.js';
+import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
+import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';
+import { expectClose, randomArray, sameBits, type ConvCase } from './helpers/numeric.js';
+
+let unavailable: string | undefined;
+
+beforeAll(async () => {
+  try {
+    await selectBackend({ device: 'auto', backend: 'webgpu' });
+  } catch (error) {
+    unavailable = error instanceof Error ? error.message : String(error);
+  }
+});
+
+function outputSize(tc: ConvCase): [number, number] {
+  const info = tf.backend_util.computeConv2DInfo(
+    [tc.n, tc.h, tc.w, tc.c],
+    [tc.k, tc.k, tc.c, tc.f],
+    tc.stride,
+    1,
+    tc.pad,
+  );
+  return [info.outHeight, info.outWidth];
+}
+
+async function filterGrad(backend: string, tc: ConvCase): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const xs = randomArray(tc.n * tc.h * tc.w * tc.c, 1);
+  const [oh, ow] = outputSize(tc);
+  const dys = randomArray(tc.n * oh * ow * tc.f, 2);
+  const dw = tf.tidy(
+    () =>
+      tf
+        .engine()
+        .runKernel(
+          tf.Conv2DBackpropFilter,
+          { x: tf.tensor4d(xs, [tc.n, tc.h, tc.w, tc.c]), dy: tf.tensor4d(dys, [tc.n, oh, ow, tc.f]) },
+          { strides: tc.stride, pad: tc.pad, dataFormat: 'NHWC', filterShape: [tc.k, tc.k, tc.c, tc.f] },
+        ) as tf.Tensor,
+  );
+  const out = (await dw.data()) as Float32Array;
+  dw.dispose();
+  return out;
+}
+
+const cases: ConvCase[] = [];
+for (const k of [3, 5]) {
+  for (const stride of [1, 2]) {
+    for (const pad of ['same', 'valid'] as const) {
+      cases.push({ n: 3, h: 7, w: 9, c: 3, f: 4, k, stride, pad });
+      cases.push({ n: 3, h: 9, w: 7, c: 5, f: 6, k, stride, pad });
+    }
+  }
+}
+// Tiles of 64 rows and columns, several tiles each way, uneven edges; explicit padding.
+cases.push({ n: 4, h: 10, w: 10, c: 24, f: 80, k: 3, stride: 1, pad: 'same' });
+cases.push({ n: 2, h: 8, w: 7, c: 3, f: 2, k: 3, stride: 2, pad: 2 });
+
+describe('WebGPU Conv2DBackpropFilter', () => {
+  const saved = { ...filterGradTuning };
+  for (const tc of cases) {
+    it(`${tc.n}x${tc.h}x${tc.w}x${tc.c} k${tc.k} f${tc.f} s${tc.stride} ${tc.pad}`, async (ctx) => {
+      if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+      registerWebGpuTrainingKernels();
+      const ref = await filterGrad('cpu', tc);
+      try {
+        // One chunk per reduction tile; on some cases also one chunk (no second pass) and a few long
+        // ones. (Each variant is a shader to compile: slow on a software adapter.)
+        for (const targetGroups of tc.k === 3 && tc.stride === 1 ? [1024, 1, 3] : [1024]) {
+          filterGradTuning.targetGroups = targetGroups;
+          expectClose(await filterGrad('webgpu', tc), ref, `targetGroups ${targetGroups}`);
+        }
+      } finally {
+        Object.assign(filterGradTuning, saved);
+      }
+    });
+  }
+
+  it('gives the same bits every time', async (ctx) => {
+    if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+    const tc: ConvCase = { n: 6, h: 12, w: 12, c: 16, f: 32, k: 3, stride: 1, pad: 'same' };
+    const a = await filterGrad('webgpu', tc);
+    const b = await filterGrad('webgpu', tc);
+    expect(sameBits(a, b)).toBe(true);
+  });
+});
