@@ -45,6 +45,12 @@ interface Candidate {
   load(threads: number, explicit: boolean): Promise<{ package: string; threads: number; adapter?: string }>;
 }
 
+/**
+ * Dawn's toggles for the WebGPU backend. scripts/profile-webgpu.ts asks for
+ * `enable-dawn-features=allow_unsafe_apis`: GPU timestamps, so tf.profile reports kernel times.
+ */
+export const webgpuOptions = { dawnFlags: [] as string[] };
+
 /** A GPU that Vulkan could drive: a DRM render node, an NVIDIA device, or WSL's GPU. */
 function hasGpuDevice(): boolean {
   const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((n) => n.startsWith('renderD')) : false;
@@ -117,7 +123,7 @@ const CANDIDATES: Candidate[] = [
       const webgpu = await optionalImport('webgpu');
       const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<GpuAdapter | null> };
       Object.assign(globalThis, webgpu.globals as object);
-      const gpu = create([]);
+      const gpu = create(webgpuOptions.dawnFlags);
       const adapter = await gpu.requestAdapter();
       if (!adapter) throw new Error('no WebGPU adapter (no GPU, or no Vulkan driver)');
       const info = adapter.info ?? {};
