@@ -6,6 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backends/select.js';
 import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
 import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';
+import { Sgd } from '../src/training/sgd.js';
+import { compare, runBatchNorm, SHAPE } from './helpers/batch-norm.js';
 import { expectClose, randomArray, sameBits, type ConvCase } from './helpers/numeric.js';
 
 let unavailable: string | undefined;
@@ -89,4 +91,67 @@ describe('WebGPU Conv2DBackpropFilter', () => {
     const b = await filterGrad('webgpu', tc);
     expect(sameBits(a, b)).toBe(true);
   });
+});
+
+describe('WebGPU batch norm (fused training kernels)', () => {
+  for (const shape of [SHAPE, [3, 7, 9, 12], [6, 4], [2, 40, 40, 70]]) {
+    it(`matches moments + batchNorm on cpu, ${shape.join('x')}`, async (ctx) => {
+      if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+      registerWebGpuTrainingKernels();
+      compare(await runBatchNorm('webgpu', 'ours', shape), await runBatchNorm('cpu', 'stock', shape));
+    });
+  }
+
+  it('gives the same bits every time', async (ctx) => {
+    if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+    const shape = [4, 16, 16, 32];
+    const a = await runBatchNorm('webgpu', 'ours', shape);
+    const b = await runBatchNorm('webgpu', 'ours', shape);
+    for (const k of ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'] as const)
+      expect(sameBits(a[k], b[k]), k).toBe(true);
+  });
+});
+
+describe('WebGPU ReLU gradient and SGD step', () => {
+  it("ReLU's gradient matches cpu", async (ctx) => {
+    if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+    registerWebGpuTrainingKernels();
+    const grad = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor(randomArray(4 * 5 * 7, 3), [4, 5, 7]);
+      const dx = tf.grad((a: tf.Tensor) =>
+        tf.sum(tf.mul(tf.relu(a), tf.tensor(randomArray(140, 4), [4, 5, 7]))),
+      )(x);
+      const out = (await dx.data()) as Float32Array;
+      tf.dispose([x, dx]);
+      return out;
+    };
+    expectClose(await grad('webgpu'), await grad('cpu'), 'dx');
+  });
+
+  for (const settings of [
+    { momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    { momentum: 0.9, nesterov: false, weightDecay: 0 },
+    { momentum: 0, nesterov: false, weightDecay: 1e-3 },
+  ]) {
+    it(`SGD in two dispatches matches the tfjs-ops update (${JSON.stringify(settings)})`, async (ctx) => {
+      if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+      await tf.setBackend('webgpu');
+      const results = [];
+      for (const fused of [true, false]) {
+        const w = tf.variable(tf.tensor(randomArray(37, 1)));
+        const opt = new Sgd([w], settings, fused);
+        for (let step = 0; step < 3; step++) {
+          const g = tf.tensor(randomArray(37, 10 + step));
+          opt.step([g], 0.05 * (step + 1));
+          g.dispose();
+        }
+        results.push([(await w.data()) as Float32Array, (await opt.state()[0]!.data()) as Float32Array]);
+        opt.dispose();
+        w.dispose();
+      }
+      expectClose(results[0]![0]!, results[1]![0]!, 'weights', 1e-6);
+      expectClose(results[0]![1]!, results[1]![1]!, 'momentum', 1e-6);
+    });
+  }
 });

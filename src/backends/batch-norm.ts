@@ -4,11 +4,15 @@
 // the per-channel statistics at full activation size (Tile) and run several
 // full-size Sums; on the wasm backend that was most of a VGG training step.
 //
-// On a backend with our fused kernels registered (wasm, via
-// registerWasmTrainingKernels) forward and backward are one kernel each;
+// On a backend with our fused kernels registered (wasm and webgpu: see
+// wasm-training-kernels.ts and webgpu/kernels.ts) forward and backward are one kernel each;
 // elsewhere the same custom gradient runs as ordinary tf ops.
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from './wasm-batch-norm.js';
+
+/** Forward: inputs {x, gamma, beta}, attrs {epsilon} -> [y, mean, variance]. */
+export const BATCH_NORM_TRAIN = 'ImageClassifierBatchNormTrain';
+/** Backward: inputs {dy, x, gamma, mean, variance}, attrs {epsilon} -> [dx, dgamma, dbeta]. */
+export const BATCH_NORM_TRAIN_GRAD = 'ImageClassifierBatchNormTrainGrad';
 
 export interface BatchNormTrainingResult {
   /** The normalised, scaled and shifted input (same shape as x). */

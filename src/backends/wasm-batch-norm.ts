@@ -6,6 +6,7 @@
 // full-size passes run as WebAssembly SIMD loops (./wasm-simd-kernels.ts)
 // when the channel count is a multiple of 4, else as JS loops.
 import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from './batch-norm.js';
 import {
   allocF32,
   asWasmBackend,
@@ -17,11 +18,6 @@ import {
 } from './wasm-internals.js';
 import { heapBytes, type NativeKernels } from './native-kernels.js';
 import { simdKernels, type SimdKernels } from './wasm-simd-kernels.js';
-
-/** Forward: inputs {x, gamma, beta}, attrs {epsilon} -> [y, mean, variance]. */
-export const BATCH_NORM_TRAIN = 'ImageClassifierBatchNormTrain';
-/** Backward: inputs {dy, x, gamma, mean, variance}, attrs {epsilon} -> [dx, dgamma, dbeta]. */
-export const BATCH_NORM_TRAIN_GRAD = 'ImageClassifierBatchNormTrainGrad';
 
 /** What tfjs passes a kernel function. */
 type KernelParams = Parameters<tf.KernelFunc>[0];

@@ -4,6 +4,7 @@
 // easy to checkpoint.
 import * as tf from '@tensorflow/tfjs';
 import { wasmSgdStep } from '../backends/wasm-sgd.js';
+import { webgpuSgdStep } from '../backends/webgpu/sgd.js';
 
 export interface SgdOptions {
   momentum: number;
@@ -26,8 +27,10 @@ export class Sgd {
 
   /** One update with `grads[i]` the gradient of `variables[i]`. Disposes nothing it was given. */
   step(grads: tf.Tensor[], learningRate: number): void {
-    // On wasm: the same arithmetic as below, one SIMD call per variable (src/backends/wasm-sgd.ts).
-    if (this.fused && wasmSgdStep(this.variables, grads, this.buffers, this.options, learningRate)) return;
+    // The same arithmetic as below: on wasm one SIMD call per variable (src/backends/wasm-sgd.ts), on
+    // webgpu two dispatches per variable (src/backends/webgpu/sgd.ts).
+    const args = [this.variables, grads, this.buffers, this.options, learningRate] as const;
+    if (this.fused && (wasmSgdStep(...args) || webgpuSgdStep(...args))) return;
     const { momentum, nesterov, weightDecay } = this.options;
     tf.tidy(() => {
       const lr = tf.scalar(learningRate);

@@ -7,7 +7,7 @@
 // thread one output and walks the whole reduction: 3-190 GFLOP/s on VGG's layers on an H200,
 // 93 % of a training step (issue 13).
 import * as tf from '@tensorflow/tfjs';
-import { FLAT_GROUP, grid1d, program, run, type WebGpuBackend } from './program.js';
+import { elementwise, program, run, type WebGpuBackend } from './program.js';
 
 /** Tile sizes and split; exported so the GPU bench can try others. */
 export const filterGradTuning = {
@@ -146,23 +146,15 @@ fn main() {
 /** Sums [S, ...shape] over S in order into shape. */
 function sumSplitsProgram(backend: WebGpuBackend, splits: number, shape: number[]) {
   const size = shape.reduce((a, b) => a * b, 1);
-  const code = `
-const SIZE = ${size}; const SPLITS = ${splits};
-fn main() {
-  let i = ${FLAT_GROUP} * 256 + i32(localIndex);
-  if (i >= SIZE) { return; }
-  var s = parts[i];
-  for (var j = 1; j < SPLITS; j++) { s += parts[j * SIZE + i]; }
-  result[i] = s;
-}`;
-  return program({
-    key: `sum_splits_${splits}_${size}`,
-    outputShape: shape,
-    inputs: ['parts'],
-    workgroupSize: 256,
-    grid: grid1d(backend, size, 256),
-    code,
-  });
+  return elementwise(
+    backend,
+    `sum_splits_${splits}`,
+    shape,
+    ['parts'],
+    `var s = parts[i];
+  for (var j = 1; j < ${splits}; j++) { s += parts[j * ${size} + i]; }
+  result[i] = s;`,
+  );
 }
 
 type Args = {

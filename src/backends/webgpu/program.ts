@@ -19,6 +19,8 @@ export interface WebGpuProgram {
   /** Vector width of each input binding (1 or 4); the output's is outputComponent. */
   variableComponents?: number[];
   outputComponent?: number;
+  /** WGSL struct members appended to tfjs's uniforms, filled from `run`'s `uniforms` in order. */
+  uniforms?: string;
   getUserCode(): string;
 }
 
@@ -48,6 +50,8 @@ export function program(options: {
   grid: [number, number, number];
   code: string;
   variableComponents?: number[];
+  /** Values that change between calls (a learning rate): WGSL members, e.g. `lr : f32,`. */
+  uniforms?: string;
 }): WebGpuProgram {
   return {
     outputShape: options.outputShape,
@@ -58,20 +62,47 @@ export function program(options: {
     variableNames: options.inputs,
     workgroupSize: [options.workgroupSize, 1, 1],
     variableComponents: options.variableComponents,
+    uniforms: options.uniforms,
     // tfjs binds its uniforms (shapes) to every program, and a pipeline with an 'auto' layout only
     // has the bindings its shader uses: touch them.
     getUserCode: () => options.code.replace('fn main() {', 'fn main() {\n  _ = uniforms.NAN;'),
   };
 }
 
-/** Runs a program whose every input is float32 and whose output is float32. */
+/** Runs a program with a float32 output; `uniforms` fills the program's own uniform members. */
 export function run(
   backend: WebGpuBackend,
   prog: WebGpuProgram,
   inputs: tf.TensorInfo[],
-  output?: tf.TensorInfo,
+  uniforms?: Array<{ type: 'float32' | 'int32'; data: number[] }>,
 ): tf.TensorInfo {
-  return backend.runWebGPUProgram(prog, inputs, 'float32', undefined, output);
+  return backend.runWebGPUProgram(prog, inputs, 'float32', uniforms);
+}
+
+/** An element-wise program over `size` outputs: `code` is the body, with `i` the flat index. */
+export function elementwise(
+  backend: WebGpuBackend,
+  key: string,
+  outputShape: number[],
+  inputs: string[],
+  body: string,
+  uniforms?: string,
+): WebGpuProgram {
+  const size = outputShape.reduce((a, b) => a * b, 1);
+  return program({
+    key: `${key}_${size}`,
+    outputShape,
+    inputs,
+    workgroupSize: 256,
+    grid: grid1d(backend, size, 256),
+    uniforms,
+    code: `
+fn main() {
+  let i = ${FLAT_GROUP} * 256 + i32(localIndex);
+  if (i >= ${size}) { return; }
+  ${body}
+}`,
+  });
 }
 
 /** Workgroups along x for `count` items, `perGroup` each, folded into y beyond the device limit. */
