@@ -5,12 +5,11 @@
 // Native TensorFlow goes first where it installs because it is the fastest and most complete; our
 // addon builds wherever a C compiler is (VGG: ~4x the wasm path's images/s on 2 cores); wasm is the
 // fast path that installs everywhere; tfjs's `cpu` is a last resort (~10 images/s on a small CNN).
-import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 import type { NativeKernels } from './native-kernels.js';
+import { vulkanProblem } from './webgpu/vulkan.js';
 
 export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'native' | 'wasm' | 'cpu';
 
@@ -50,23 +49,6 @@ interface Candidate {
  * `enable-dawn-features=allow_unsafe_apis`: GPU timestamps, so tf.profile reports kernel times.
  */
 export const webgpuOptions = { dawnFlags: [] as string[] };
-
-/** A GPU that Vulkan could drive: a DRM render node, an NVIDIA device, or WSL's GPU. */
-function hasGpuDevice(): boolean {
-  const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((n) => n.startsWith('renderD')) : false;
-  return dri || existsSync('/dev/nvidia0') || existsSync('/dev/dxg');
-}
-
-function hasVulkanLoader(): boolean {
-  const dirs = [
-    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
-    '/usr/lib64',
-    '/usr/lib',
-    '/usr/local/lib',
-  ];
-  return dirs.some((dir) => existsSync(join(dir, 'libvulkan.so.1')));
-}
 
 // Optional packages are imported through a variable so TypeScript and bundlers do not require them.
 async function optionalImport(specifier: string): Promise<Record<string, unknown>> {
@@ -112,20 +94,23 @@ const CANDIDATES: Candidate[] = [
     name: 'webgpu',
     device: 'gpu',
     async load(_threads, explicit) {
-      // Dawn needs the Vulkan loader on Linux; without it, it prints a native warning to stderr and
-      // finds no adapter. Checking first keeps every run's output clean and gives a clearer reason.
-      if (process.platform === 'linux' && !hasVulkanLoader())
-        throw new Error('no Vulkan loader (libvulkan.so.1) installed');
-      // Without a GPU device node only a software Vulkan driver could answer, and Dawn prints
-      // warnings to stderr while finding that out: auto does not ask.
-      if (process.platform === 'linux' && !explicit && !hasGpuDevice())
-        throw new Error('no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
+      // Dawn needs the Vulkan loader, a driver file and the driver's libraries on Linux; without them
+      // it prints native warnings to stderr and finds no adapter. Checking first keeps every run's
+      // output clean and says what to install. Without a GPU device only a software Vulkan driver
+      // could answer: auto does not ask, an explicit --backend webgpu does (tests use lavapipe).
+      const problem = process.platform === 'linux' ? vulkanProblem() : undefined;
+      if (problem !== undefined && (!explicit || !problem.startsWith('no GPU device')))
+        throw new Error(problem);
       const webgpu = await optionalImport('webgpu');
       const create = webgpu.create as (options: string[]) => { requestAdapter(): Promise<GpuAdapter | null> };
       Object.assign(globalThis, webgpu.globals as object);
       const gpu = create(webgpuOptions.dawnFlags);
       const adapter = await gpu.requestAdapter();
-      if (!adapter) throw new Error('no WebGPU adapter (no GPU, or no Vulkan driver)');
+      if (!adapter) {
+        throw new Error(
+          'no WebGPU adapter: Dawn found no working Vulkan driver (see its messages above; `doctor` checks the usual causes)',
+        );
+      }
       const info = adapter.info ?? {};
       const software = info.isFallbackAdapter === true || info.architecture === 'software';
       const adapterName = `${info.description || info.device || info.vendor || 'unknown adapter'}${software ? ' (software)' : ''}`;
