@@ -6,6 +6,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backends/select.js';
 import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
 import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';
+import { GpuImages, PARAMS_PER_IMAGE } from '../src/backends/webgpu/batches.js';
+import type { ImageSet } from '../src/data/dataset.js';
+import { Random } from '../src/data/random.js';
+import { assembleBatch, drawAugmentation, normalizationTable } from '../src/training/batches.js';
 import { Sgd } from '../src/training/sgd.js';
 import { compare, runBatchNorm, SHAPE } from './helpers/batch-norm.js';
 import { expectClose, randomArray, sameBits, type ConvCase } from './helpers/numeric.js';
@@ -154,4 +158,39 @@ describe('WebGPU ReLU gradient and SGD step', () => {
       expectClose(results[0]![1]!, results[1]![1]!, 'momentum', 1e-6);
     });
   }
+});
+
+describe('WebGPU batch assembly', () => {
+  it('gives the same bits as assembleBatch on the CPU, augmentation included', async (ctx) => {
+    if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+    await tf.setBackend('webgpu');
+    const [count, h, w, c] = [9, 5, 7, 3];
+    const random = new Random(4);
+    const set: ImageSet = {
+      images: Uint8Array.from({ length: count * h * w * c }, () => random.int(256)),
+      labels: Uint8Array.from({ length: count }, (_, i) => i % 3),
+      count,
+      height: h,
+      width: w,
+      channels: c,
+    };
+    const norm = { mean: [0.4, 0.5, 0.6], std: [0.2, 0.25, 0.3] };
+    const order = Int32Array.from([8, 3, 5, 0, 1, 7, 2, 6, 4]);
+    const augmentation = { flip: true, crop: 2 };
+    const n = 7;
+    const cpu = new Float32Array(n * h * w * c);
+    assembleBatch(set, order, 1, n, norm, augmentation, new Random(9), cpu, new Int32Array(n));
+    const images = GpuImages.upload(set, normalizationTable(norm, c))!;
+    const draws = new Random(9);
+    const params = new Int32Array(n * PARAMS_PER_IMAGE);
+    for (let i = 0; i < n; i++) {
+      const { flip, dx, dy } = drawAugmentation(augmentation, draws);
+      params.set([order[1 + i]!, flip ? 1 : 0, dx, dy], i * PARAMS_PER_IMAGE);
+    }
+    const batch = images.batch(params, n);
+    const gpu = (await batch.data()) as Float32Array;
+    tf.dispose(batch);
+    images.dispose();
+    expect(sameBits(gpu, cpu)).toBe(true);
+  });
 });

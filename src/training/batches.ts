@@ -34,6 +34,17 @@ export interface Augmentation {
 
 export const NO_AUGMENTATION: Augmentation = { flip: false, crop: 0 };
 
+/** One image's flip and translation, drawn in the fixed order flip, dx, dy (same seed, same batches). */
+export function drawAugmentation(
+  augmentation: Augmentation,
+  random: Random,
+): { flip: boolean; dx: number; dy: number } {
+  const flip = augmentation.flip && random.next() < 0.5;
+  const dx = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
+  const dy = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
+  return { flip, dx, dy };
+}
+
 /**
  * Writes images `order[start..start+count)` of `set` into `out` (NHWC float32) and their labels into
  * `labels`. `random` draws the augmentation; it is consumed in a fixed order (per image: flip, dx, dy)
@@ -65,9 +76,7 @@ export function assembleBatch(
       }
       continue;
     }
-    const flip = augmentation.flip && random.next() < 0.5;
-    const dx = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
-    const dy = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
+    const { flip, dx, dy } = drawAugmentation(augmentation, random);
     // Output columns whose source column (x + dx, mirrored when flipped) lies inside the image; the
     // rest, and rows shifted out, are the mean (0 after normalising).
     const x0 = flip ? Math.max(0, dx) : Math.max(0, -dx);
@@ -89,7 +98,7 @@ export function assembleBatch(
  * instead of a multiply-add, the same float32 values. Cached for the last normalisation seen.
  */
 let cachedTable: { norm: Normalization; channels: number; table: Float32Array } | undefined;
-function normalizationTable(norm: Normalization, channels: number): Float32Array {
+export function normalizationTable(norm: Normalization, channels: number): Float32Array {
   if (cachedTable?.norm === norm && cachedTable.channels === channels) return cachedTable.table;
   const table = new Float32Array(channels << 8);
   for (let k = 0; k < channels; k++) {

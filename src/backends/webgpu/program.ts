@@ -35,7 +35,7 @@ export interface WebGpuBackend {
   ): tf.TensorInfo;
   disposeData(dataId: tf.TensorInfo['dataId'], force?: boolean): boolean;
   /** Device limits we size dispatches by. */
-  device: { limits: { maxComputeWorkgroupsPerDimension: number } };
+  device: { limits: { maxComputeWorkgroupsPerDimension: number; maxStorageBufferBindingSize: number } };
 }
 
 /**
