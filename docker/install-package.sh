@@ -16,12 +16,14 @@
 #     native      as wasm, plus our own native kernels (binding.gyp) built with node-gyp: needs a C
 #                 compiler, make, python3 and Node's headers (the build never fails the install)
 #     tensorflow  @tensorflow/tfjs-node, whose install script downloads libtensorflow (CPU)
+#     webgpu      as native, plus the WebGPU packages (webgpu: Dawn's prebuilt binary, shipped in the npm
+#                 package; @tensorflow/tfjs-backend-webgpu): the GPU image
 #     cuda        @tensorflow/tfjs-node-gpu, whose install script downloads libtensorflow with CUDA
 #     all         keep every optional package as installed (install scripts not run)
 set -eu
 
 if [ $# -lt 3 ]; then
-  echo "usage: $0 TARBALL LOCKFILE PREFIX [wasm|native|tensorflow|cuda|all]" >&2
+  echo "usage: $0 TARBALL LOCKFILE PREFIX [wasm|native|webgpu|tensorflow|cuda|all]" >&2
   exit 2
 fi
 tarball=$1
@@ -29,9 +31,9 @@ lockfile=$2
 prefix=$3
 backends=${4:-wasm}
 case $backends in
-  wasm | native | tensorflow | cuda | all) ;;
+  wasm | native | webgpu | tensorflow | cuda | all) ;;
   *)
-    echo "$0: unknown BACKENDS '$backends' (wasm, native, tensorflow, cuda or all)" >&2
+    echo "$0: unknown BACKENDS '$backends' (wasm, native, webgpu, tensorflow, cuda or all)" >&2
     exit 2
     ;;
 esac
@@ -57,6 +59,10 @@ case $backends in
   native)
     remove @tensorflow/tfjs-node @tensorflow/tfjs-node-gpu webgpu @tensorflow/tfjs-backend-webgpu
     # The package's own install script (skipped by --ignore-scripts above): native/build.mjs.
+    npm run install
+    ;;
+  webgpu)
+    remove @tensorflow/tfjs-node @tensorflow/tfjs-node-gpu
     npm run install
     ;;
   tensorflow)

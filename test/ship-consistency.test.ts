@@ -159,12 +159,15 @@ describe('Dockerfiles', () => {
     });
   }
 
-  it('the CPU image is node:20-bookworm-slim, the GPU one CUDA with Node from the same image', () => {
+  it('the CPU image is node:20-bookworm-slim; the GPU one a current Node LTS with WebGPU on Vulkan', () => {
     expect(parseDockerfile(readRepoFile('docker/Dockerfile')).from).toEqual(['node:20-bookworm-slim']);
-    const gpu = parseDockerfile(readRepoFile('docker/Dockerfile.gpu'));
-    expect(gpu.from[0]).toBe('node:20-bookworm-slim');
-    expect(gpu.from[1]).toMatch(/^nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-/);
-    expect(readRepoFile('docker/Dockerfile.gpu')).toMatch(/install-package\.sh "\$1" \S+ \/usr\/local cuda;/);
+    const text = readRepoFile('docker/Dockerfile.gpu');
+    expect(parseDockerfile(text).from).toEqual(['node:24-bookworm-slim']);
+    expect(text).toMatch(/install-package\.sh "\$1" \S+ \/usr\/local webgpu;/);
+    // What Dawn needs to find NVIDIA's Vulkan driver (issue 13: "Found no drivers" without libglvnd).
+    expect(text).toMatch(/apt-get install [^\n]*libvulkan1 libglvnd0/);
+    expect(text).toContain('NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics');
+    expect(text).toContain('VK_DRIVER_FILES=/usr/share/vulkan/icd.d/nvidia_icd.json');
   });
 
   it('fails when the entry point, the working directory or the CLI defaults drift', () => {
