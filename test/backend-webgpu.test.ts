@@ -54,6 +54,17 @@ describe('WebGPU backend', () => {
     expect(manifest.backend.adapter).toBeTruthy();
   });
 
+  it('trains to the same weights, bit for bit, twice (same data, seed and adapter)', async (ctx) => {
+    if (webgpu.code !== 0 && UNAVAILABLE.test(webgpu.stderr)) {
+      ctx.skip(`no WebGPU adapter here: ${webgpu.stderr.trim().split('\n').at(-1)}`);
+    }
+    const again = await runCli(args('webgpu-again', 'webgpu'), { cwd });
+    expect(again.code, again.stderr).toBe(0);
+    const weights = (run: string) =>
+      readFileSync(join(cwd, 'experiments', 'gpu', run, 'model', 'weights.bin'));
+    expect(weights('webgpu-again').equals(weights('webgpu'))).toBe(true);
+  });
+
   it('auto never picks a software adapter, and probing prints nothing on a machine without a GPU', async (ctx) => {
     const doctor = await runCli(['doctor'], { cwd });
     expect(doctor.code, doctor.stderr).toBe(0);
