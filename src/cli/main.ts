@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError, probeBackends } from '../backends/select.js';
 import { terminalProgress } from '../reports/progress.js';
+import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
 import { compareRuns, comparisonTable } from '../runs/compare.js';
 import { reproduce } from '../runs/reproduce.js';
 import { runSweep, sweepMatrix } from '../sweeps/run-sweep.js';
@@ -194,53 +195,24 @@ function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
 
 async function runTrain(argv: Record<string, unknown>): Promise<void> {
   const config = resolveConfig(argv);
-  const controller = new AbortController();
-  let interrupts = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    interrupts++;
-    if (interrupts > 1) process.exit(EXIT_INTERRUPTED);
-    process.stderr.write(
-      `\n${signal}: stopping after this step to save a checkpoint (again to quit at once)\n`,
-    );
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = handleInterrupts(TRAIN_INTERRUPT_MESSAGES);
   try {
     const result = await train(config, {
       log: (line) => console.log(line),
       progress: terminalProgress(),
-      signal: controller.signal,
+      signal: interrupts.signal,
+      stopNow: interrupts.stopNow,
       resume: argv.resume === true,
     });
     const { testAccuracy } = result.manifest.results;
     console.log(`done: test accuracy ${(testAccuracy * 100).toFixed(2)}% -> ${result.runPath}`);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupts.done();
   }
 }
 
-/** Ctrl-C while reproducing: stop after the step (the reproduction's checkpoint is kept). */
-function interruptible(): { signal: AbortSignal; done: () => void } {
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    process.stderr.write(`\n${signal}: stopping after this step\n`);
-    controller.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    done: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
 async function runReproduce(argv: Record<string, unknown>): Promise<void> {
-  const { signal, done } = interruptible();
+  const { signal, stopNow, done } = handleInterrupts(TRAIN_INTERRUPT_MESSAGES);
   try {
     const report = await reproduce(String(argv.run), {
       experimentsFolder: argv.experimentsFolder as string,
@@ -249,6 +221,7 @@ async function runReproduce(argv: Record<string, unknown>): Promise<void> {
       log: (line) => console.log(line),
       progress: terminalProgress(),
       signal,
+      stopNow,
     });
     console.log(`\nreproduction of ${report.original}: ${report.reproduction}`);
     if (report.lineage.length > 0)
@@ -299,7 +272,7 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
     );
     return;
   }
-  const { signal, done } = interruptible();
+  const { signal, stopNow, done } = handleInterrupts(SWEEP_INTERRUPT_MESSAGES);
   try {
     const result = await runSweep(file, {
       experimentName: argv.experimentName as string | undefined,
@@ -310,6 +283,7 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
       train: argv.train !== false,
       log: (line) => console.log(line),
       signal,
+      stopNow,
     });
     console.log(`\n${comparisonTable(result.comparison)}\n`);
     const best = result.trials.find((t) => t.name === result.best);

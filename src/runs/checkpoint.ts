@@ -1,9 +1,10 @@
 // Checkpoints: everything needed to continue a run exactly where it stopped, in `checkpoint/` of the
 // run's temporary folder. Written at the end of every epoch and when training is interrupted;
-// removed when the run completes. Tensors are stored as raw float32 so restoring them gives the
+// removed when the run completes. A new checkpoint is written beside the old one and swapped in by
+// renames, so a failed write (a full disk) or a kill at any moment leaves the previous one readable. Tensors are stored as raw float32 so restoring them gives the
 // same bits, and the loop state (epoch, step, image order, RNG state, running sums) is complete,
 // so a resumed run ends bit-identical to one that was never interrupted.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -11,6 +12,9 @@ import type { RunConfig } from '../config.js';
 import type { EpochMetrics } from '../training/train.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
+/** The checkpoint being written, and the one it replaces while the two are swapped. */
+const NEW_DIR = `${CHECKPOINT_DIR}.tmp`;
+const OLD_DIR = `${CHECKPOINT_DIR}.old`;
 const STATE_FILE = 'state.json';
 const WEIGHTS_FILE = 'weights.bin';
 const MOMENTUM_FILE = 'momentum.bin';
@@ -82,12 +86,14 @@ export async function tensorValues(tensors: readonly tf.Tensor[]): Promise<Float
   return Promise.all(tensors.map(async (t) => Float32Array.from(await t.data())));
 }
 
-/** Writes `checkpoint/` in `runTmpPath`, replacing the previous one only once the new one is complete. */
+/**
+ * Writes `checkpoint/` in `runTmpPath`, replacing the previous one only once the new one is complete.
+ * When the write fails (a full disk), what was written is removed and the previous checkpoint stays.
+ */
 export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint): Promise<void> {
   const final = join(runTmpPath, CHECKPOINT_DIR);
-  const tmp = join(runTmpPath, `${CHECKPOINT_DIR}.tmp`);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
+  const tmp = join(runTmpPath, NEW_DIR);
+  const old = join(runTmpPath, OLD_DIR);
   const { state, weights, momentum, ...meta } = checkpoint;
   const { order, ...loop } = state;
   const stateFile: StateFile = {
@@ -96,21 +102,58 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
     weightSizes: weights.map((w) => w.length),
     momentumSizes: momentum.map((m) => m.length),
   };
-  await writeFile(join(tmp, WEIGHTS_FILE), concat(weights));
-  await writeFile(join(tmp, MOMENTUM_FILE), concat(momentum));
-  await writeFile(join(tmp, ORDER_FILE), Buffer.from(order.buffer, order.byteOffset, order.byteLength));
-  // state.json last: a checkpoint folder without it is incomplete and never read.
-  await writeFile(join(tmp, STATE_FILE), JSON.stringify(stateFile, null, 2));
-  await rm(final, { recursive: true, force: true });
+  try {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    await writeFile(join(tmp, WEIGHTS_FILE), concat(weights));
+    await writeFile(join(tmp, MOMENTUM_FILE), concat(momentum));
+    await writeFile(join(tmp, ORDER_FILE), Buffer.from(order.buffer, order.byteOffset, order.byteLength));
+    // state.json last: a checkpoint folder without it is incomplete and never read.
+    await writeFile(join(tmp, STATE_FILE), JSON.stringify(stateFile, null, 2));
+  } catch (error) {
+    // Free what was written (on a full disk it is what the next attempt needs) and keep the old one.
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw error;
+  }
+  // Swap: at every moment either checkpoint/ or checkpoint.old/ is a complete checkpoint.
+  await rm(old, { recursive: true, force: true });
+  if (existsSync(final)) await rename(final, old);
   await rename(tmp, final);
+  await rm(old, { recursive: true, force: true });
+}
+
+/** The folder of the newest complete checkpoint in `runTmpPath`, or null. */
+function completeCheckpoint(runTmpPath: string): string | null {
+  for (const name of [CHECKPOINT_DIR, OLD_DIR]) {
+    if (existsSync(join(runTmpPath, name, STATE_FILE))) return join(runTmpPath, name);
+  }
+  return null;
 }
 
 export function hasCheckpoint(runTmpPath: string): boolean {
-  return existsSync(join(runTmpPath, CHECKPOINT_DIR, STATE_FILE));
+  return completeCheckpoint(runTmpPath) !== null;
+}
+
+/**
+ * The checkpoint on disk in `runTmpPath`, for messages ("the checkpoint of the end of epoch 2"); null
+ * when there is none. Synchronous, for signal handlers.
+ */
+export function describeCheckpoint(runTmpPath: string): string | null {
+  const dir = completeCheckpoint(runTmpPath);
+  if (dir === null) return null;
+  try {
+    const file = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as StateFile;
+    const { epoch, step } = file.state;
+    return file.reason === 'epoch-end'
+      ? `the checkpoint of the end of epoch ${epoch}`
+      : `the checkpoint of epoch ${epoch} after ${step} steps`;
+  } catch {
+    return 'a checkpoint';
+  }
 }
 
 export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
-  const dir = join(runTmpPath, CHECKPOINT_DIR);
+  const dir = completeCheckpoint(runTmpPath) ?? join(runTmpPath, CHECKPOINT_DIR);
   const file = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as StateFile;
   if (file.schemaVersion !== 1)
     throw new Error(`checkpoint ${dir}: unknown schema version ${file.schemaVersion}`);
@@ -127,6 +170,7 @@ export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
 }
 
 export async function removeCheckpoint(runTmpPath: string): Promise<void> {
-  await rm(join(runTmpPath, CHECKPOINT_DIR), { recursive: true, force: true });
-  await rm(join(runTmpPath, `${CHECKPOINT_DIR}.tmp`), { recursive: true, force: true });
+  for (const name of [CHECKPOINT_DIR, NEW_DIR, OLD_DIR]) {
+    await rm(join(runTmpPath, name), { recursive: true, force: true });
+  }
 }

@@ -2,7 +2,7 @@
 // keys on which they differ, results, timing; and comparison.png in the experiment folder.
 import { existsSync, readdirSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ConfigError, type RunConfig } from '../config.js';
 import { renderComparison } from '../reports/charts.js';
 import type { Metrics } from '../training/train.js';
@@ -92,9 +92,15 @@ export async function compareRuns(
   experiment: string,
   options: { experimentsFolder?: string; writeChart?: boolean } = {},
 ): Promise<Comparison> {
-  const path = resolve(options.experimentsFolder ?? './experiments', experiment);
-  if (!existsSync(path))
-    throw new ConfigError(`no experiment ${experiment} in ${options.experimentsFolder ?? './experiments'}`);
+  const folder = options.experimentsFolder ?? './experiments';
+  const path = resolve(folder, experiment);
+  // One folder inside the experiments folder: `../x` or `/tmp` would read, and write comparison.png, elsewhere.
+  if (dirname(path) !== resolve(folder) || experiment.includes('/') || experiment.includes('\\')) {
+    throw new ConfigError(
+      `${experiment}: not an experiment name (one folder inside ${folder}, without "/" or "..")`,
+    );
+  }
+  if (!existsSync(path)) throw new ConfigError(`no experiment ${experiment} in ${folder}`);
   const rows: RunRow[] = [];
   for (const name of readdirSync(path).sort()) {
     const row = await readRow(path, name);
@@ -137,29 +143,25 @@ function percent(v: number | null): string {
 
 function shortValue(v: unknown): string {
   if (v === undefined) return '-';
+  // Four significant digits: a learning rate drawn by a random sweep has seventeen.
+  if (typeof v === 'number') return String(Number(v.toPrecision(4)));
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
-/** The comparison as an aligned text table (the best run marked with *). */
+/**
+ * The comparison as an aligned text table (the best run marked with *). The configured epochs are in
+ * the epochs column (done/configured for an interrupted run), not in a column of their own.
+ */
 export function comparisonTable(c: Comparison): string {
-  const header = [
-    'run',
-    'status',
-    ...c.differingKeys,
-    'test acc',
-    'val acc',
-    'epochs',
-    'train s',
-    'img/s',
-    'backend',
-  ];
+  const keys = c.differingKeys.filter((k) => k !== 'epochs');
+  const header = ['run', 'status', ...keys, 'test acc', 'val acc', 'epochs', 'train s', 'img/s', 'backend'];
   const lines = c.rows.map((r) => [
     r.run === c.best ? `${r.run} *` : r.run,
     r.status,
-    ...c.differingKeys.map((k) => shortValue(r.differences[k])),
+    ...keys.map((k) => shortValue(r.differences[k])),
     percent(r.testAccuracy),
     percent(r.validationAccuracy),
-    String(r.epochs),
+    r.epochs === r.config.epochs ? String(r.epochs) : `${r.epochs}/${r.config.epochs}`,
     r.trainSeconds.toFixed(1),
     r.imagesPerSecond === null ? '-' : String(Math.round(r.imagesPerSecond)),
     r.backend ?? '-',

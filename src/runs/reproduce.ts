@@ -1,15 +1,18 @@
 // reproduce: retrain a run from its manifest into a new run and compare the two, bit for bit.
 // Before training it checks the inputs (the data's checksums, the parent run's weights for a
-// fine-tuned run) and refuses when they changed, unless told to go on. After training it compares
-// the weights' hash, every metric, and the environment, and explains a difference.
+// fine-tuned run) and refuses when they changed, unless told to go on. It also checks the run's own
+// files against the sha256 in its run.json: an edited metrics.json is a difference of the user's
+// making, not of the package. After training it compares the weights' hash, every metric, and the
+// environment, and explains a difference.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../config.js';
 import { train, type Metrics, type TrainOptions } from '../training/train.js';
 import { findRunFolder, loadRun, readManifest } from './load-run.js';
 import { sha256File, type Manifest } from './manifest.js';
+import { verifyRun } from './verify.js';
 
-export interface ReproduceOptions extends Pick<TrainOptions, 'log' | 'progress' | 'signal'> {
+export interface ReproduceOptions extends Pick<TrainOptions, 'log' | 'progress' | 'signal' | 'stopNow'> {
   /** Where runs live (default ./experiments); `run` may also be a path to a run folder. */
   experimentsFolder?: string;
   /** Name of the new run (default `<run>-repro-N`, the first N not taken). */
@@ -33,6 +36,11 @@ export interface ReproductionReport {
   environmentDifferences: string[];
   /** Inputs that had changed and were used anyway (--allow-data-change). */
   inputChanges: string[];
+  /**
+   * The original run's files that no longer match the sha256 in its run.json ("metrics.json
+   * changed", "model/weights.bin missing"): edited since the run was written.
+   */
+  changedFiles: string[];
   /** `<experiment>/<run>` of each ancestor (--pretrained-model), parent first. */
   lineage: string[];
   /** One line: bit-identical, or the most likely reason why not. */
@@ -42,7 +50,20 @@ export interface ReproductionReport {
 const WEIGHTS = 'model/weights.bin';
 
 export async function reproduce(run: string, options: ReproduceOptions = {}): Promise<ReproductionReport> {
-  const original = await loadRun(run, options.experimentsFolder);
+  // The run's own files first: a difference there is an edit, and the comparison below reads them.
+  const check = await verifyRun(run, options.experimentsFolder);
+  const changedFiles = check.files.filter((f) => f.status !== 'ok').map((f) => `${f.file} ${f.status}`);
+  if (check.files.some((f) => f.file === 'metrics.json' && f.status === 'missing')) {
+    throw new ConfigError(
+      `cannot reproduce ${run}: its metrics.json is missing (${changedFiles.join(', ')}), so there is nothing to compare with`,
+    );
+  }
+  const original = await loadRun(check.path).catch((error: unknown) => {
+    if (changedFiles.length === 0) throw error;
+    throw new ConfigError(
+      `cannot reproduce ${run}: its files changed since it was written (${changedFiles.join(', ')}) and cannot be read (${(error as Error).message.split('\n')[0]})`,
+    );
+  });
   const { manifest } = original;
   // The experiments folder that holds the run: pretrained paths are relative to it.
   const experimentsFolder = dirname(dirname(original.path));
@@ -56,6 +77,12 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
     }
     inputChanges.push(what);
   };
+
+  if (changedFiles.length > 0) {
+    options.log?.(
+      `warning: ${name}'s files changed since it was written (${changedFiles.join(', ')}); the comparison is with what is there now`,
+    );
+  }
 
   const lineage = await followLineage(manifest, experimentsFolder);
   if (manifest.pretrained?.run) {
@@ -75,6 +102,7 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
       log: options.log,
       progress: options.progress,
       signal: options.signal,
+      stopNow: options.stopNow,
       reproductionOf: name,
       checkData: (now) => {
         const recorded = manifest.dataset.checksums;
@@ -106,8 +134,16 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
     metricDifferences,
     environmentDifferences,
     inputChanges,
+    changedFiles,
     lineage,
-    verdict: verdict(identical, inputChanges, environmentDifferences, manifest, result.manifest),
+    verdict: verdict(
+      identical,
+      inputChanges,
+      changedFiles,
+      environmentDifferences,
+      manifest,
+      result.manifest,
+    ),
   };
 }
 
@@ -197,11 +233,17 @@ function compareEnvironment(a: Manifest, b: Manifest): string[] {
 function verdict(
   identical: boolean,
   inputChanges: string[],
+  changedFiles: string[],
   envDiffs: string[],
   a: Manifest,
   b: Manifest,
 ): string {
-  if (identical) return 'bit-identical: same weights and the same metrics';
+  const edited = `the original run's files changed since it was written (${changedFiles.join(', ')}; see \`verify ${a.experiment}/${a.run}\`)`;
+  if (identical) {
+    const note = changedFiles.length > 0 ? `; note: ${edited}` : '';
+    return `bit-identical: same weights and the same metrics${note}`;
+  }
+  if (changedFiles.length > 0) return `not identical: ${edited}`;
   if (inputChanges.length > 0) return `not identical: ${inputChanges[0]}`;
   const codeChanged =
     a.git?.commit !== b.git?.commit ||

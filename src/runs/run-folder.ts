@@ -2,8 +2,9 @@
 // when complete, so a crash or Ctrl-C never leaves a half-written run under the run's name, and an
 // existing run is never overwritten. An interrupted run's folder (with its checkpoint) is kept as
 // `.<run>.partial` until `--resume` claims it.
-import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+// Every change of a folder's place is one synchronous call: a signal handler that stops a run at once
+// (src/training/train.ts) then never sees a folder half-way between two places.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../config.js';
 import { hasCheckpoint } from './checkpoint.js';
@@ -16,6 +17,18 @@ export interface RunFolder {
   finalPath: string;
 }
 
+/** Thrown when another process completed a run of the same name first; this run was kept elsewhere. */
+export class RunNameTaken extends Error {
+  override name = 'RunNameTaken';
+  constructor(
+    message: string,
+    /** Where this (complete) run was kept instead. */
+    readonly keptAt: string,
+  ) {
+    super(message);
+  }
+}
+
 export function runPath(experimentsFolder: string, experiment: string, run: string): string {
   return resolve(experimentsFolder, experiment, run);
 }
@@ -25,7 +38,10 @@ export function partialPath(experimentsFolder: string, experiment: string, run: 
   return resolve(experimentsFolder, experiment, `.${run}.partial`);
 }
 
-/** Fails (before any work is done) when the run already exists, finished or interrupted. */
+/**
+ * Fails (before any work is done) when the run already exists, finished or interrupted, or when
+ * another live process is training it.
+ */
 export function assertRunIsNew(experimentsFolder: string, experiment: string, run: string): void {
   const path = runPath(experimentsFolder, experiment, run);
   if (existsSync(path)) {
@@ -39,15 +55,37 @@ export function assertRunIsNew(experimentsFolder: string, experiment: string, ru
       `--run-name ${run}: ${experiment}/${run} was interrupted and can be resumed: add --resume (or delete ${partial} to start over)`,
     );
   }
+  const live = temporaryFolders(resolve(experimentsFolder, experiment), run).find(
+    (t) => t.pid !== process.pid && pidAlive(t.pid),
+  );
+  if (live) {
+    throw new ConfigError(
+      `--run-name ${run}: ${experiment}/${run} is being trained by process ${live.pid} (its folder: ${live.path}); choose another name`,
+    );
+  }
 }
 
 function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The `.<run>.tmp-<pid>-<time>` folders of `run`, oldest first. */
+function temporaryFolders(experimentPath: string, run: string): Array<{ path: string; pid: number }> {
+  if (!existsSync(experimentPath)) return [];
+  const prefix = `.${run}.tmp-`;
+  return readdirSync(experimentPath)
+    .filter((name) => name.startsWith(prefix))
+    .sort()
+    .map((name) => ({
+      path: join(experimentPath, name),
+      pid: Number(name.slice(prefix.length).split('-')[0]),
+    }));
 }
 
 /**
@@ -57,24 +95,18 @@ function pidAlive(pid: number): boolean {
 export function findResumable(experimentsFolder: string, experiment: string, run: string): string | null {
   const partial = partialPath(experimentsFolder, experiment, run);
   if (existsSync(partial)) return partial;
-  const experimentPath = resolve(experimentsFolder, experiment);
-  if (!existsSync(experimentPath)) return null;
-  const prefix = `.${run}.tmp-`;
-  const stale = readdirSync(experimentPath)
-    .filter((name) => name.startsWith(prefix))
-    .map((name) => ({ name, pid: Number(name.slice(prefix.length).split('-')[0]) }))
-    .filter(({ name, pid }) => !pidAlive(pid) && hasCheckpoint(join(experimentPath, name)))
-    .map(({ name }) => name)
-    .sort();
-  return stale.length > 0 ? join(experimentPath, stale[stale.length - 1]!) : null;
+  const stale = temporaryFolders(resolve(experimentsFolder, experiment), run).filter(
+    ({ path, pid }) => !pidAlive(pid) && hasCheckpoint(path),
+  );
+  return stale.length > 0 ? stale[stale.length - 1]!.path : null;
+}
+
+function temporaryPath(experimentPath: string, run: string): string {
+  return join(experimentPath, `.${run}.tmp-${process.pid}-${Date.now()}`);
 }
 
 /** Takes over an interrupted run's folder for this process (a rename: two resumes cannot both win). */
-export async function claimResumable(
-  experimentsFolder: string,
-  experiment: string,
-  run: string,
-): Promise<RunFolder> {
+export function claimResumable(experimentsFolder: string, experiment: string, run: string): RunFolder {
   const path = runPath(experimentsFolder, experiment, run);
   if (existsSync(path)) {
     throw new ConfigError(`--resume: ${experiment}/${run} is already complete in ${experimentsFolder}`);
@@ -86,9 +118,9 @@ export async function claimResumable(
     );
   }
   const experimentPath = resolve(experimentsFolder, experiment);
-  const tmpPath = join(experimentPath, `.${run}.tmp-${process.pid}-${Date.now()}`);
+  const tmpPath = temporaryPath(experimentPath, run);
   try {
-    await rename(from, tmpPath);
+    renameSync(from, tmpPath);
   } catch {
     throw new ConfigError(`--resume: ${experiment}/${run} is being resumed by another process`);
   }
@@ -96,36 +128,53 @@ export async function claimResumable(
 }
 
 /** Keeps an interrupted run's folder (with its checkpoint) as `.<run>.partial`; returns that path. */
-export async function suspendRunFolder(folder: RunFolder, run: string): Promise<string> {
+export function suspendRunFolder(folder: RunFolder, run: string): string {
   const target = join(folder.experimentPath, `.${run}.partial`);
-  await rm(target, { recursive: true, force: true });
-  await rename(folder.tmpPath, target);
+  // Only this process holds the run (it claimed it or created it new), so nothing is there to lose.
+  rmSync(target, { recursive: true, force: true });
+  renameSync(folder.tmpPath, target);
   return target;
 }
 
-export async function createRunFolder(
-  experimentsFolder: string,
-  experiment: string,
-  run: string,
-): Promise<RunFolder> {
+export function createRunFolder(experimentsFolder: string, experiment: string, run: string): RunFolder {
   assertRunIsNew(experimentsFolder, experiment, run);
   const experimentPath = resolve(experimentsFolder, experiment);
-  await mkdir(experimentPath, { recursive: true });
-  const tmpPath = join(experimentPath, `.${run}.tmp-${process.pid}-${Date.now()}`);
-  await mkdir(tmpPath);
+  mkdirSync(experimentPath, { recursive: true });
+  const tmpPath = temporaryPath(experimentPath, run);
+  mkdirSync(tmpPath);
   return { experimentPath, tmpPath, finalPath: join(experimentPath, run) };
 }
 
-export async function commitRunFolder(folder: RunFolder): Promise<void> {
-  // Another process may have finished a run of the same name meanwhile: refuse rather than merge.
-  if (existsSync(folder.finalPath)) {
-    throw new ConfigError(
-      `${folder.finalPath} appeared while training; this run was left in ${folder.tmpPath}`,
+/**
+ * Renames the complete run into place. When another process completed a run of the same name
+ * meanwhile, that run is left alone and this one is kept as `<run>-duplicate-<n>` (RunNameTaken):
+ * a finished run is never deleted.
+ */
+export function commitRunFolder(folder: RunFolder): void {
+  try {
+    // rename() never replaces a folder with files in it: the other run cannot be overwritten.
+    renameSync(folder.tmpPath, folder.finalPath);
+    return;
+  } catch (error) {
+    if (!existsSync(folder.finalPath)) throw error;
+  }
+  const run = folder.finalPath.slice(folder.experimentPath.length + 1);
+  for (let n = 1; ; n++) {
+    const kept = join(folder.experimentPath, `${run}-duplicate-${n}`);
+    if (existsSync(kept)) continue;
+    try {
+      renameSync(folder.tmpPath, kept);
+    } catch (error) {
+      if (existsSync(kept)) continue;
+      throw error;
+    }
+    throw new RunNameTaken(
+      `another process completed a run named ${run} in ${folder.experimentPath} while this one trained; this run is complete too and was kept as ${kept}`,
+      kept,
     );
   }
-  await rename(folder.tmpPath, folder.finalPath);
 }
 
-export async function abandonRunFolder(folder: RunFolder): Promise<void> {
-  await rm(folder.tmpPath, { recursive: true, force: true });
+export function abandonRunFolder(folder: RunFolder): void {
+  rmSync(folder.tmpPath, { recursive: true, force: true });
 }

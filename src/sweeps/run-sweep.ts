@@ -1,17 +1,25 @@
 // Running a sweep locally: each trial is one run of the experiment, trained by the CLI in a child
 // process (a crash or out-of-memory in one trial cannot take the sweep down), N at a time. Finished
 // trials are skipped, interrupted ones resumed, a failing one is reported and the others go on.
+// A trial already there counts as done only when its whole configuration and its data are what this
+// sweep would train now; otherwise the sweep refuses before training anything.
 // The summary (sweep.json, comparison.png) names the best trial by the sweep's metric.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { flagName, keyName } from '../config.js';
+import { ConfigError, flagName, keyName, type RunConfig } from '../config.js';
+import { loadDataset } from '../data/load.js';
+import { INPUT_SHAPE } from '../models/index.js';
+import { silentProgress } from '../reports/progress.js';
+import { loadCheckpoint } from '../runs/checkpoint.js';
 import { compareRuns, type Comparison } from '../runs/compare.js';
 import { readManifest } from '../runs/load-run.js';
 import { configArgs, MANIFEST_FILE, type Manifest } from '../runs/manifest.js';
+import { findResumable } from '../runs/run-folder.js';
+import { LOCATION_KEYS } from '../training/train.js';
 import { describeParams, readSweepFile, trialConfig, type Sweep, type Trial } from './sweep-file.js';
 
 export const SWEEP_SUMMARY_FILE = 'sweep.json';
@@ -31,6 +39,8 @@ export interface SweepOptions {
   log?: (line: string) => void;
   /** Aborting interrupts the running trials (they keep checkpoints) and starts no more. */
   signal?: AbortSignal;
+  /** Aborting stops the running trials at once (each keeps its last checkpoint written). */
+  stopNow?: AbortSignal;
 }
 
 export interface TrialResult {
@@ -64,34 +74,155 @@ function metricOf(manifest: Manifest, name: Sweep['metric']['name']): number {
   return manifest.results[name];
 }
 
-/** Trains one trial in a child process; resolves with its exit code and last error line. */
+interface ChildExit {
+  code: number | null;
+  /** The signal that ended the child, if one did. */
+  killedBy: NodeJS.Signals | null;
+  lastError: string;
+}
+
+/**
+ * Trains one trial in a child process; resolves with how it ended and its last error line. Each
+ * signal to the sweep is passed on as one SIGINT (the first: stop after the step; the second: at once).
+ */
 function trainInChild(
   args: string[],
-  signal: AbortSignal | undefined,
-): Promise<{ code: number; lastError: string }> {
+  signals: Pick<SweepOptions, 'signal' | 'stopNow'>,
+  live: Set<ChildProcess>,
+): Promise<ChildExit> {
   return new Promise((done, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, cliPath(), ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
+      // A process group of its own: Ctrl-C in a terminal reaches the sweep only, so a child gets
+      // exactly the signals the sweep passes on (the terminal's too would count as a second one).
+      detached: true,
     });
+    live.add(child);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       // Only the tail is kept: the error line is the last one.
       stderr = (stderr + d.toString()).slice(-4000);
     });
-    const onAbort = () => child.kill('SIGINT');
-    signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', reject);
+    const pass = () => child.kill('SIGINT');
+    signals.signal?.addEventListener('abort', pass, { once: true });
+    signals.stopNow?.addEventListener('abort', pass, { once: true });
+    child.on('error', (error) => {
+      live.delete(child);
+      reject(error);
+    });
     child.on('close', (code, killedBy) => {
-      signal?.removeEventListener('abort', onAbort);
+      live.delete(child);
+      signals.signal?.removeEventListener('abort', pass);
+      signals.stopNow?.removeEventListener('abort', pass);
       const lines = stderr.trim().split('\n');
       const errorLine =
         [...lines].reverse().find((l) => l.startsWith('image-classifier-trainer:')) ?? lines.at(-1) ?? '';
-      done({
-        code: code ?? (killedBy ? 128 : 1),
-        lastError: errorLine.replace(/^image-classifier-trainer: /, ''),
-      });
+      done({ code, killedBy, lastError: errorLine.replace(/^image-classifier-trainer: /, '') });
     });
   });
+}
+
+/** Keys that do not change what a trial trains or on what: names, folders, threads, tracking. */
+const NEUTRAL_KEYS: ReadonlySet<string> = new Set([...LOCATION_KEYS, 'numWorkers', 'downloadUrl']);
+
+function shown(value: unknown): string {
+  return value === undefined ? 'unset' : typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** The first configuration key on which a trial's recorded run differs from what would run now. */
+function configDifference(recorded: RunConfig, now: RunConfig): string | null {
+  const a = recorded as Record<string, unknown>;
+  const b = now as Record<string, unknown>;
+  for (const key of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+    if (NEUTRAL_KEYS.has(key)) continue;
+    // A folder is the same folder however it is spelled; its contents are checked by checksum.
+    const same =
+      key === 'datasetFolder' && typeof a[key] === 'string' && typeof b[key] === 'string'
+        ? resolve(a[key]) === resolve(b[key])
+        : JSON.stringify(a[key]) === JSON.stringify(b[key]);
+    if (!same) return `--${flagName(key)} ${shown(a[key])} there, ${shown(b[key])} now`;
+  }
+  return null;
+}
+
+/**
+ * Refuses (before anything is trained) when a trial already there, finished or interrupted, was
+ * trained with another configuration or on other data than this sweep would use now: it would
+ * otherwise be skipped or resumed as if it were this sweep's.
+ */
+async function assertTrialsCurrent(
+  sweep: Sweep,
+  trials: Trial[],
+  common: Record<string, unknown>,
+  where: { experimentsFolder: string; experiment: string },
+  log: (line: string) => void,
+): Promise<void> {
+  const experimentPath = resolve(where.experimentsFolder, where.experiment);
+  const checksums = new Map<string, Promise<Record<string, string>>>();
+  const dataOf = (config: RunConfig) => {
+    // What the data's checksums depend on (CIFAR-10's not on the seed).
+    const key = JSON.stringify([
+      config.dataset,
+      config.datasetFolder && resolve(config.datasetFolder),
+      resolve(config.dataFolder),
+      config.testSplit,
+      config.dataset === 'cifar10' ? null : config.seed,
+    ]);
+    if (!checksums.has(key)) {
+      checksums.set(
+        key,
+        loadDataset({
+          dataset: config.dataset,
+          datasetFolder: config.datasetFolder,
+          cacheFolder: config.dataFolder,
+          imageSize: { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] },
+          seed: config.seed,
+          numWorkers: config.numWorkers ?? availableParallelism(),
+          testSplit: config.testSplit,
+          downloadUrl: config.downloadUrl,
+          download: false,
+          progress: silentProgress,
+          log: () => {},
+        }).then((d) => d.checksums),
+      );
+    }
+    return checksums.get(key)!;
+  };
+  const stale: Array<{ trial: string; path: string; why: string }> = [];
+  for (const trial of trials) {
+    const finished = join(experimentPath, trial.name);
+    let path: string;
+    let recorded: { config: RunConfig; checksums: Record<string, string> };
+    if (existsSync(join(finished, MANIFEST_FILE))) {
+      const manifest = await readManifest(finished);
+      path = finished;
+      recorded = { config: manifest.config, checksums: manifest.dataset.checksums };
+    } else {
+      const partial = findResumable(where.experimentsFolder, where.experiment, trial.name);
+      if (partial === null) continue;
+      const checkpoint = await loadCheckpoint(partial);
+      path = partial;
+      recorded = { config: checkpoint.config, checksums: checkpoint.dataChecksums };
+    }
+    const now = trialConfig(trial, common);
+    let why = configDifference(recorded.config, now);
+    if (why === null) {
+      log(`${trial.name}: checking that its data is the data of this sweep`);
+      const current = await dataOf(now);
+      const changed = Object.keys({ ...recorded.checksums, ...current }).filter(
+        (k) => recorded.checksums[k] !== current[k],
+      );
+      if (changed.length > 0) why = `trained on other data (${changed.join(', ')} checksum differs)`;
+    }
+    if (why !== null) stale.push({ trial: trial.name, path, why });
+  }
+  if (stale.length === 0) return;
+  const first = stale[0]!;
+  const more = stale.length > 1 ? ` (and ${stale.length - 1} more trial${stale.length > 2 ? 's' : ''})` : '';
+  throw new ConfigError(
+    `sweep ${sweep.name}: ${first.trial} in ${experimentPath} is not this sweep's trial: ${first.why}${more}; nothing was trained: ` +
+      `pass --experiment-name <new name> to run this sweep as a new experiment, or delete ${first.path}`,
+  );
 }
 
 export async function runSweep(file: string, options: SweepOptions = {}): Promise<SweepResult> {
@@ -118,7 +249,17 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       `, ${parallel} at a time, into ${experimentPath}; optimising ${sweep.metric.name} (${sweep.metric.goal})`,
   );
 
+  if (options.train !== false) {
+    await assertTrialsCurrent(sweep, selected, common, { experimentsFolder, experiment }, log);
+  }
+
   const results = new Map<string, TrialResult>();
+  // Children have process groups of their own: if the sweep exits, they are told to stop (and save).
+  const live = new Set<ChildProcess>();
+  const stopChildren = () => {
+    for (const child of live) child.kill('SIGTERM');
+  };
+  process.on('exit', stopChildren);
   const runTrial = async (trial: Trial): Promise<void> => {
     const described = describeParams(trial);
     const runFolder = join(experimentPath, trial.name);
@@ -148,7 +289,7 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       result.status = 'interrupted';
       return;
     }
-    const resuming = existsSync(join(experimentPath, `.${trial.name}.partial`));
+    const resuming = findResumable(experimentsFolder, experiment, trial.name) !== null;
     const config = trialConfig(trial, common);
     const args = resuming
       ? configArgs(
@@ -162,29 +303,39 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       : configArgs(config, flagName);
     log(`${trial.name} (${described}): ${resuming ? 'resuming' : 'training'}`);
     const started = performance.now();
-    const { code, lastError } = await trainInChild(args, options.signal);
+    const { code, killedBy, lastError } = await trainInChild(args, options, live);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    // A child stopped by our signal before it could catch it (while starting) was interrupted too.
+    const interrupted =
+      code === 130 ||
+      killedBy === 'SIGINT' ||
+      killedBy === 'SIGTERM' ||
+      (options.signal?.aborted === true && code !== 0);
     if (code === 0) {
       const manifest = await readManifest(runFolder);
       result.status = 'completed';
       result.metric = metricOf(manifest, sweep.metric.name);
       log(`${trial.name}: done in ${seconds} s, ${sweep.metric.name} ${result.metric.toFixed(4)}`);
-    } else if (code === 130) {
+    } else if (interrupted) {
       result.status = 'interrupted';
-      log(`${trial.name}: interrupted after ${seconds} s (rerun the sweep to resume it)`);
+      log(`${trial.name}: interrupted after ${seconds} s (rerun the sweep to continue it)`);
     } else {
-      result.error = lastError || `exit code ${code}`;
+      result.error = lastError || (code !== null ? `exit code ${code}` : `killed by ${killedBy}`);
       log(`${trial.name}: failed after ${seconds} s: ${result.error}`);
     }
   };
 
   // N workers pull trials in order, so the first trials start first whatever N is.
   const queue = [...selected];
-  await Promise.all(
-    Array.from({ length: Math.min(parallel, queue.length) }, async () => {
-      for (let trial = queue.shift(); trial; trial = queue.shift()) await runTrial(trial);
-    }),
-  );
+  try {
+    await Promise.all(
+      Array.from({ length: Math.min(parallel, queue.length) }, async () => {
+        for (let trial = queue.shift(); trial; trial = queue.shift()) await runTrial(trial);
+      }),
+    );
+  } finally {
+    process.off('exit', stopChildren);
+  }
 
   const trials = selected.map((t) => results.get(t.name)!);
   const better = (a: number, b: number) => (sweep.metric.goal === 'maximize' ? a > b : a < b);

@@ -65,6 +65,12 @@ export interface Sweep {
   trials: Trial[];
 }
 
+/**
+ * The most trials a sweep may have: each is a training run, and a grid multiplies fast (six
+ * parameters of ten values are a million runs). More is refused before anything is made.
+ */
+export const MAX_TRIALS = 1000;
+
 function fail(file: string, message: string): never {
   throw new ConfigError(`sweep file ${file}: ${message}`);
 }
@@ -98,15 +104,28 @@ export function readSweepFile(file: string, base: Record<string, unknown> = {}):
 
   let trials: Array<Record<string, number | string | boolean>>;
   if (spec.method === 'grid') {
-    trials = [{}];
-    for (const [key, p] of params) {
+    const axes = params.map(([key, p]) => {
       if ('distribution' in p) fail(file, `grid search needs values for ${key}, not a distribution`);
-      const values = 'value' in p ? [p.value] : p.values;
-      trials = trials.flatMap((t) => values.map((v) => ({ ...t, [key]: v })));
+      return [key, 'value' in p ? [p.value] : p.values] as const;
+    });
+    const size = axes.reduce((n, [, values]) => n * values.length, 1);
+    const count = Math.min(size, spec.run_cap ?? Infinity);
+    if (count > MAX_TRIALS) {
+      fail(
+        file,
+        `its grid has ${size.toLocaleString('en-US')} trials (${axes.map(([, v]) => v.length).join(' x ')} values), more than the ${MAX_TRIALS.toLocaleString('en-US')} a sweep may run; list fewer values or set run_cap`,
+      );
     }
-    if (spec.run_cap !== undefined) trials = trials.slice(0, spec.run_cap);
+    // Only the trials run are made (the first parameter varies slowest), never the whole grid.
+    trials = Array.from({ length: count }, (_, index) => gridPoint(axes, index));
   } else {
     if (spec.run_cap === undefined) fail(file, 'random search needs run_cap (how many trials)');
+    if (spec.run_cap > MAX_TRIALS) {
+      fail(
+        file,
+        `run_cap ${spec.run_cap} is more than the ${MAX_TRIALS.toLocaleString('en-US')} trials a sweep may run`,
+      );
+    }
     const random = new Random(spec.seed);
     trials = Array.from({ length: spec.run_cap }, () =>
       Object.fromEntries(params.map(([key, p]) => [key, draw(file, key, p, random)])),
@@ -131,6 +150,21 @@ export function readSweepFile(file: string, base: Record<string, unknown> = {}):
     }
   }
   return sweep;
+}
+
+/** The `index`-th point of the grid, counting with the last parameter fastest. */
+function gridPoint(
+  axes: ReadonlyArray<readonly [string, ReadonlyArray<number | string | boolean>]>,
+  index: number,
+): Record<string, number | string | boolean> {
+  const digits: number[] = [];
+  let rest = index;
+  for (let k = axes.length - 1; k >= 0; k--) {
+    const count = axes[k]![1].length;
+    digits[k] = rest % count;
+    rest = Math.floor(rest / count);
+  }
+  return Object.fromEntries(axes.map(([key, values], k) => [key, values[digits[k]!]!]));
 }
 
 function draw(file: string, key: string, p: SweepParameter, random: Random): number | string | boolean {

@@ -1,6 +1,11 @@
 // train(): one run from configuration to a complete run folder. Read it top to bottom:
 // config -> backend -> data -> model -> epochs of SGD (checkpoint after each) -> test evaluation ->
 // files -> rename into place. Interrupted, it saves a checkpoint that `--resume` continues from.
+//
+// Stopping: `signal` stops after the current step and saves a checkpoint; `stopNow` stops at once and
+// keeps the last checkpoint written (or removes the run's folder when it has none yet). Either way
+// the run's folder ends up in one of three places and nowhere else: the finished run, `.<run>.partial`
+// with a checkpoint, or gone. A failure after a checkpoint was written keeps it in `.<run>.partial`.
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -14,8 +19,14 @@ import { Random } from '../data/random.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
 import { loadModelFile, MODEL_FILE, saveModel } from '../models/io.js';
 import { renderAccuracyChart, renderCurves } from '../reports/charts.js';
-import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import {
+  clearProgressLine,
+  silentProgress,
+  type Progress,
+  type ProgressFactory,
+} from '../reports/progress.js';
+import {
+  describeCheckpoint,
   loadCheckpoint,
   removeCheckpoint,
   saveCheckpoint,
@@ -41,6 +52,7 @@ import {
   claimResumable,
   commitRunFolder,
   createRunFolder,
+  RunNameTaken,
   suspendRunFolder,
   type RunFolder,
 } from '../runs/run-folder.js';
@@ -60,9 +72,18 @@ export interface TrainOptions {
   /**
    * Aborting stops training after the current step: the run's state is saved as a checkpoint in
    * `<experiment>/.<run>.partial/` and the promise rejects with a TrainingInterrupted that says how
-   * to resume. Aborted before training starts, nothing is left behind.
+   * to resume. Aborted before training starts (while the data loads), the promise rejects at once
+   * and nothing is left behind. Aborted after the last step, the run is completed as usual.
    */
   signal?: AbortSignal;
+  /**
+   * Aborting stops at once (a second Ctrl-C): the promise rejects with a TrainingInterrupted without
+   * waiting for the step in progress. The last checkpoint written (end of the last epoch, or of an
+   * earlier stop) is kept in `<experiment>/.<run>.partial/` and the error's resumeCommand continues
+   * from it; with no checkpoint yet, the run's folder is removed. Ignored once the finished run is
+   * being renamed into place.
+   */
+  stopNow?: AbortSignal;
   /**
    * Continue the interrupted run `<experiment>/<run>` from its checkpoint. Its configuration comes
    * from the checkpoint; options given in `input` besides the names and folders must agree with it.
@@ -74,6 +95,11 @@ export interface TrainOptions {
   reproductionOf?: string;
   /** Experiment tracking (default: W&B with `wandb: true`, else none). */
   tracker?: TrackerFactory;
+  /**
+   * Called after each epoch trained by this call, once its checkpoint is written, with its metrics
+   * (awaited before the next epoch starts). A throw fails the run; the checkpoint stays resumable.
+   */
+  onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
 }
 
 export interface EpochMetrics {
@@ -112,6 +138,33 @@ export class TrainingInterrupted extends Error {
   }
 }
 
+/** Training failed after a checkpoint was written: the run waits in `partialPath` to be resumed. */
+export class TrainingFailed extends Error {
+  override name = 'TrainingFailed';
+  constructor(
+    message: string,
+    readonly resumeCommand: string,
+    readonly partialPath: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The loss became NaN or infinite: training stopped (more steps cannot bring it back). */
+export class TrainingDiverged extends Error {
+  override name = 'TrainingDiverged';
+  constructor(
+    message: string,
+    readonly epoch: number,
+    /** The step (1-based) of `epoch` whose loss was not finite; 0 for the validation after it. */
+    readonly step: number,
+    readonly loss: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Thrown inside the training loop when the signal aborts: the state after the last step done. */
 class StopRequested extends Error {
   constructor(readonly state: LoopState) {
@@ -123,7 +176,7 @@ class StopRequested extends Error {
  * Keys that name a run, say where things go or how it is watched, rather than what is trained: a
  * resumed run may set them anew (the thread count does not change the bits either).
  */
-const LOCATION_KEYS = new Set([
+export const LOCATION_KEYS: ReadonlySet<string> = new Set([
   'experimentName',
   'runName',
   'experimentsFolder',
@@ -134,41 +187,146 @@ const LOCATION_KEYS = new Set([
   'wandbEntity',
 ]);
 
+/**
+ * Below these an epoch (or the whole run) has too few SGD steps for the recipe's warm-up and decay to
+ * train a network from scratch: e.g. 1,620 images in batches of 256 give 6 steps an epoch, and VGG
+ * ends near chance. Such a run gets a warning.
+ */
+export const MIN_STEPS_PER_EPOCH = 16;
+export const MIN_STEPS = 100;
+
+/** Where a run stands, for the stop handlers (which act synchronously, between two awaits). */
+interface RunState {
+  /** The run's folder while this call holds it (cleared once it is renamed, kept or removed). */
+  folder: RunFolder | undefined;
+  /** The folder was claimed from an interrupted run (it is given back, never removed). */
+  resumed: boolean;
+  /**
+   * preparing: loading, no training yet; training: the epochs; finishing: test evaluation and files;
+   * done: the folder is being put in its last place (renamed into place, kept to resume, removed),
+   * and a stop changes nothing any more.
+   */
+  phase: 'preparing' | 'training' | 'finishing' | 'done';
+  /** Set when a stop settled the folder at once: what the promise rejected with. */
+  stopped: TrainingInterrupted | undefined;
+  /** The live progress bar of the epoch in progress. */
+  bar: Progress | undefined;
+}
+
 export async function train(input: RunConfigInput, options: TrainOptions = {}): Promise<TrainResult> {
-  const progress = options.progress ?? silentProgress;
-  const runLog = new RunLog(options.log);
-  const log = runLog.line;
+  const echo = options.log;
+  // A log line on its own line, not after a live progress bar.
+  const runLog = new RunLog(
+    echo
+      ? (line) => {
+          clearProgressLine();
+          echo(line);
+        }
+      : undefined,
+  );
 
   // Everything that can be refused is refused before any work, and before a folder exists.
   let config: RunConfig;
-  let resumeFolder: RunFolder | undefined;
   let checkpoint: Checkpoint | undefined;
+  const run: RunState = {
+    folder: undefined,
+    resumed: false,
+    phase: 'preparing',
+    stopped: undefined,
+    bar: undefined,
+  };
   if (options.resume) {
     const named = parseRunConfig(input);
-    resumeFolder = await claimResumable(named.experimentsFolder, named.experimentName, named.runName);
+    const claimed = claimResumable(named.experimentsFolder, named.experimentName, named.runName);
     try {
-      checkpoint = await loadCheckpoint(resumeFolder.tmpPath);
+      checkpoint = await loadCheckpoint(claimed.tmpPath);
       config = resumedConfig(input, named, checkpoint.config);
     } catch (error) {
-      await suspendRunFolder(resumeFolder, named.runName);
+      suspendRunFolder(claimed, named.runName);
       throw error;
     }
+    run.folder = claimed;
+    run.resumed = true;
   } else {
     config = parseRunConfig(input);
     assertRunIsNew(config.experimentsFolder, config.experimentName, config.runName);
   }
-  const startedAt = checkpoint ? new Date(checkpoint.startedAt) : new Date();
-  // A resumed run gives the folder back as it was if it stops before training again.
-  const giveBack = async () => {
-    if (resumeFolder) await suspendRunFolder(resumeFolder, config.runName);
-  };
 
+  let rejectStopped: (error: TrainingInterrupted) => void = () => {};
+  const stopped = new Promise<never>((_, reject) => (rejectStopped = reject));
+  // Settles the folder now, in one synchronous pass, and rejects the call with what was kept.
+  const stopAtOnce = () => {
+    if (run.stopped) return;
+    run.bar?.stop();
+    clearProgressLine();
+    const folder = run.folder;
+    run.folder = undefined;
+    const what = run.phase === 'preparing' ? 'interrupted before training started' : 'stopped at once';
+    let error: TrainingInterrupted;
+    const kept = folder ? describeCheckpoint(folder.tmpPath) : null;
+    if (folder && kept !== null) {
+      const partial = suspendRunFolder(folder, config.runName);
+      const resumeCommand = resumeCommandFor(config);
+      error = new TrainingInterrupted(
+        `${what}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
+        resumeCommand,
+        partial,
+      );
+    } else if (folder) {
+      abandonRunFolder(folder);
+      error = new TrainingInterrupted(
+        `${what} before the first checkpoint (end of epoch 1); nothing was kept`,
+      );
+    } else {
+      error = new TrainingInterrupted(`${what}; nothing was written`);
+    }
+    run.stopped = error;
+    rejectStopped(error);
+  };
+  const onStop = () => {
+    // Before training there is no step to finish; after the last one the run is seconds from done.
+    if (run.phase === 'preparing') stopAtOnce();
+  };
+  const onStopNow = () => {
+    if (run.phase !== 'done') stopAtOnce();
+  };
+  options.signal?.addEventListener('abort', onStop);
+  options.stopNow?.addEventListener('abort', onStopNow);
+  try {
+    if (options.stopNow?.aborted) onStopNow();
+    else if (options.signal?.aborted) onStop();
+    if (run.stopped) throw run.stopped;
+    const work = trainRun(config, checkpoint, run, runLog, options);
+    // Whatever it ends with after a stop settled the run is already said.
+    work.catch(() => {});
+    return await Promise.race([work, stopped]);
+  } finally {
+    options.signal?.removeEventListener('abort', onStop);
+    options.stopNow?.removeEventListener('abort', onStopNow);
+  }
+}
+
+/** The run itself; every folder change goes through `run` so a stop at once can take over. */
+async function trainRun(
+  config: RunConfig,
+  checkpoint: Checkpoint | undefined,
+  run: RunState,
+  runLog: RunLog,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const progress = options.progress ?? silentProgress;
+  const log = runLog.line;
+  /** After an await: a stop at once may have settled the run meanwhile. */
+  const stillOurs = () => {
+    if (run.stopped) throw run.stopped;
+  };
+  const startedAt = checkpoint ? new Date(checkpoint.startedAt) : new Date();
   let model: tf.LayersModel | undefined;
-  let folder: RunFolder | undefined = resumeFolder;
   let tracker: Tracker | undefined;
   try {
     const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
     const backend = await selectBackend(config);
+    stillOurs();
     log(
       `backend: ${backend.name} (${backend.package}, ${backend.device}${backend.adapter ? `: ${backend.adapter}` : ''}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
     );
@@ -186,6 +344,7 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       progress,
       log,
     });
+    stillOurs();
     if (checkpoint) assertSameData(checkpoint.dataChecksums, dataset.checksums);
     options.checkData?.(dataset.checksums);
     const { train: trainSet, validation: validationSet } = splitValidation(
@@ -199,12 +358,15 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       `data: ${dataset.kind} from ${dataset.source}: ${trainSet.count} train, ` +
         `${validationSet ? `${validationSet.count} validation` : 'validating on the test split'}, ${dataset.test.count} test, ${numClasses} classes`,
     );
+    const fewSteps = fewStepsWarning(trainSet.count, config.batchSize, config.epochs);
+    if (fewSteps) log(fewSteps);
 
     const normalization = channelStatistics(trainSet);
     model = buildModel(config.model, { inputShape: INPUT_SHAPE, numClasses, seed: config.seed });
     let pretrained: Manifest['pretrained'] = null;
     if (pretrainedPath) {
       pretrained = await loadPretrainedWeights(model, pretrainedPath, config);
+      stillOurs();
       log(`pretrained: weights from ${pretrained.path}`);
     }
     // The training state: fresh, or exactly as the checkpoint left it.
@@ -222,14 +384,15 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
       log(`resumed: epoch ${start.epoch}, ${start.step} steps done (checkpoint of ${checkpoint.savedAt})`);
     }
 
-    if (options.signal?.aborted) {
-      throw new TrainingInterrupted('interrupted before training started; nothing was written');
-    }
-    folder ??= await createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
+    // From here the run has a folder; created in one synchronous step, so a stop sees it or not.
+    run.folder ??= createRunFolder(config.experimentsFolder, config.experimentName, config.runName);
+    const folder = run.folder;
     const tmpPath = folder.tmpPath;
+    run.phase = 'training';
     runLog.open(join(tmpPath, LOG_FILE), checkpoint !== undefined);
     tracker = (options.tracker ?? createTracker)(config, log);
     await tracker.start(config);
+    stillOurs();
     // A resumed run is a new tracked run: it gets the epochs done before the interruption too.
     for (const done of start?.history ?? []) tracker.logEpoch(done);
     const save = async (state: LoopState, reason: Checkpoint['reason']) =>
@@ -253,65 +416,182 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
         start,
         {
           signal: options.signal,
+          stopNow: options.stopNow,
           progress,
           log,
-          onEpochEnd: (state) => {
-            tracker!.logEpoch(state.history[state.history.length - 1]!);
-            return save(state, 'epoch-end');
+          run,
+          onEpochEnd: async (state) => {
+            const metrics = state.history[state.history.length - 1]!;
+            tracker!.logEpoch(metrics);
+            try {
+              await save(state, 'epoch-end');
+            } catch (error) {
+              throw new Error(`cannot write the checkpoint of epoch ${state.epoch} (${firstLine(error)})`, {
+                cause: error,
+              });
+            }
+            stillOurs();
+            await options.onEpoch?.(metrics);
           },
         },
       );
     } catch (error) {
       if (!(error instanceof StopRequested)) throw error;
-      await save(error.state, 'interrupted');
+      stillOurs();
       const { epoch, step } = error.state;
+      let problem = '';
+      try {
+        await save(error.state, 'interrupted');
+      } catch (saveError) {
+        // A full disk: the epoch checkpoint before it is still there (or nothing, in epoch 1).
+        problem = `its checkpoint could not be written (${firstLine(saveError)})`;
+      }
+      stillOurs();
       const resumeCommand = resumeCommandFor(config);
-      log(`interrupted in epoch ${epoch} after ${step} steps; checkpoint saved`);
-      await runLog.close();
-      const partial = await suspendRunFolder(folder, config.runName);
-      folder = undefined;
+      const kept = describeCheckpoint(tmpPath);
+      log(`interrupted in epoch ${epoch} after ${step} steps; ${problem || 'checkpoint saved'}`);
+      run.phase = 'done';
+      run.folder = undefined;
+      if (kept === null) {
+        abandonRunFolder(folder);
+        throw new TrainingInterrupted(`interrupted in epoch ${epoch}; ${problem}; nothing was kept`);
+      }
+      const partial = suspendRunFolder(folder, config.runName);
       throw new TrainingInterrupted(
-        `interrupted in epoch ${epoch}; checkpoint saved in ${partial}; resume with: ${resumeCommand}`,
+        problem
+          ? `interrupted in epoch ${epoch}; ${problem}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`
+          : `interrupted in epoch ${epoch}; checkpoint saved in ${partial}; resume with: ${resumeCommand}`,
         resumeCommand,
         partial,
       );
     } finally {
       optimizer.dispose();
     }
+    run.phase = 'finishing';
+    if (options.signal?.aborted) log('stop asked for after the last step: the run is completed');
     const trainSeconds = history.reduce((sum, h) => sum + h.seconds, 0);
     const test = await evaluateModel(model, dataset.test, normalization, numClasses);
+    stillOurs();
     log(
       `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`,
     );
     const metrics: Metrics = { history, test: { ...test, classNames: dataset.classNames } };
-    await removeCheckpoint(tmpPath);
-    const manifest = await writeRun(folder, model, config, {
-      backend,
-      dataset,
-      counts: { train: trainSet.count, validation: validationSet?.count ?? 0 },
-      normalization,
-      pretrained,
-      metrics,
-      startedAt,
-      trainSeconds,
-      resumes,
-      reproductionOf: options.reproductionOf ?? null,
-      tracker,
-      log,
-    });
+    let manifest: Manifest;
+    try {
+      manifest = await writeRun(folder, model, config, {
+        backend,
+        dataset,
+        counts: { train: trainSet.count, validation: validationSet?.count ?? 0 },
+        normalization,
+        pretrained,
+        metrics,
+        startedAt,
+        trainSeconds,
+        resumes,
+        reproductionOf: options.reproductionOf ?? null,
+        tracker,
+        log,
+      });
+    } catch (error) {
+      throw new Error(`cannot write the run's files (${firstLine(error)})`, { cause: error });
+    }
+    stillOurs();
     await runLog.close();
-    await commitRunFolder(folder);
+    stillOurs();
+    // The run is complete: from here a stop changes nothing and the folder is never removed.
+    run.phase = 'done';
+    try {
+      commitRunFolder(folder);
+    } catch (error) {
+      if (error instanceof RunNameTaken) {
+        run.folder = undefined;
+        await removeCheckpoint(error.keptAt).catch(() => {});
+      }
+      throw error;
+    }
+    run.folder = undefined;
+    // Kept until the run was in place: a kill before that leaves it resumable.
+    await removeCheckpoint(folder.finalPath).catch((error: unknown) =>
+      log(`warning: could not remove the checkpoint from ${folder.finalPath} (${firstLine(error)})`),
+    );
     options.log?.(`run written to ${folder.finalPath}`);
     return { runPath: folder.finalPath, manifest, metrics };
   } catch (error) {
-    await tracker?.abort(error instanceof TrainingInterrupted ? 'interrupted' : 'failed');
+    const thrown = run.stopped ?? releaseFolder(run, config, error);
+    await tracker?.abort(thrown instanceof TrainingInterrupted ? 'interrupted' : 'failed');
     await runLog.close();
-    if (folder === resumeFolder) await giveBack();
-    else if (folder) await abandonRunFolder(folder);
-    throw error;
+    throw thrown;
   } finally {
     model?.dispose();
   }
+}
+
+/**
+ * After a failure: the run's folder is kept as `.<run>.partial` when it holds a checkpoint (work is
+ * never thrown away) or was claimed to resume, and removed otherwise. Returns the error to throw,
+ * which says where the run was kept.
+ */
+function releaseFolder(run: RunState, config: RunConfig, error: unknown): unknown {
+  const folder = run.folder;
+  const phase = run.phase;
+  run.phase = 'done';
+  run.folder = undefined;
+  if (!folder) return error;
+  const kept = describeCheckpoint(folder.tmpPath);
+  const diverged = error instanceof TrainingDiverged;
+  // Resuming a diverged run would take the same steps to the same NaN: only a claimed one is kept.
+  if (kept === null || (diverged && !run.resumed)) {
+    abandonRunFolder(folder);
+    return diverged
+      ? new TrainingDiverged(
+          `${error.message}; nothing was kept (resuming would repeat the same steps)`,
+          error.epoch,
+          error.step,
+          error.loss,
+        )
+      : error;
+  }
+  const partial = suspendRunFolder(folder, config.runName);
+  // Refused before training (other data on --resume, ...): the run is just given back as it was.
+  if (phase === 'preparing') return error;
+  if (diverged) {
+    return new TrainingDiverged(
+      `${error.message}; ${kept} is back in ${partial}`,
+      error.epoch,
+      error.step,
+      error.loss,
+    );
+  }
+  const resumeCommand = resumeCommandFor(config);
+  return new TrainingFailed(
+    `${firstLine(error)}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
+    resumeCommand,
+    partial,
+    { cause: error },
+  );
+}
+
+/** The error's first line, without the path a failed system call names (it may have moved since). */
+function firstLine(error: unknown): string {
+  const line = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+  return (error as NodeJS.ErrnoException).syscall ? line.replace(/, \w+ '[^']*'( -> '[^']*')?$/, '') : line;
+}
+
+/** A warning when the recipe gets too few steps to learn, with a batch size that would give enough. */
+export function fewStepsWarning(images: number, batchSize: number, epochs: number): string | null {
+  const perEpoch = Math.ceil(images / batchSize);
+  const total = perEpoch * epochs;
+  if (perEpoch >= MIN_STEPS_PER_EPOCH && total >= MIN_STEPS) return null;
+  // A power of two that gives about 40 steps an epoch.
+  const smaller = 2 ** Math.floor(Math.log2(images / 40));
+  const advice =
+    smaller >= 8 && smaller < batchSize
+      ? `a smaller --batch-size (e.g. ${smaller}: ${Math.ceil(images / smaller)} steps an epoch) or more --epochs`
+      : 'more --epochs or more images';
+  return (
+    `warning: ${perEpoch} step${perEpoch === 1 ? '' : 's'} an epoch (${images} training images, --batch-size ${batchSize}), ${total} in all: ` +
+    `too few for this recipe to train the model (it may end near chance); try ${advice}`
+  );
 }
 
 /**
@@ -394,8 +674,11 @@ interface TrainingSetup {
 
 interface LoopHooks {
   signal?: AbortSignal;
+  stopNow?: AbortSignal;
   progress: ProgressFactory;
   log: (line: string) => void;
+  /** Holds the live bar, for a stop at once to close it. */
+  run: Pick<RunState, 'bar'>;
   onEpochEnd: (state: LoopState) => Promise<void>;
 }
 
@@ -427,6 +710,16 @@ async function trainEpochs(
   // A checkpoint taken at the end of an epoch continues with the next one.
   const midEpoch = start !== null && start.step < stepsPerEpoch;
   const firstEpoch = start === null ? 1 : midEpoch ? start.epoch : start.epoch + 1;
+  const stopAsked = () => hooks.signal?.aborted === true || hooks.stopNow?.aborted === true;
+  const diverged = (loss: number, epoch: number, step: number, where: string, learningRate: number) =>
+    new TrainingDiverged(
+      `training diverged: the ${where} loss became ${loss} in epoch ${epoch}${step > 0 ? `, step ${step} of ${stepsPerEpoch}` : ''} ` +
+        `(learning rate ${Number(learningRate.toPrecision(3))}); try a lower --learning-rate than ${config.learningRate} ` +
+        `(e.g. ${Number((config.learningRate / 4).toPrecision(3))})`,
+      epoch,
+      step,
+      loss,
+    );
 
   for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
     const resuming = midEpoch && epoch === start!.epoch;
@@ -436,6 +729,7 @@ async function trainEpochs(
       : { lossSum: 0, correct: 0, seen: 0, seconds: 0, learningRate: 0 };
     const firstStep = resuming ? start!.step : 0;
     const bar = progress(`epoch ${epoch}/${epochs}`, trainSet.count, 'images');
+    hooks.run.bar = bar;
     bar.update(sums.seen);
     const started = performance.now();
     const seenBefore = sums.seen;
@@ -448,7 +742,7 @@ async function trainEpochs(
       sums: { ...sums, seconds: sums.seconds + (performance.now() - started) / 1000 },
     });
     for (let step = firstStep; step < stepsPerEpoch; step++) {
-      if (hooks.signal?.aborted) {
+      if (stopAsked()) {
         bar.stop();
         throw new StopRequested(snapshot(step));
       }
@@ -466,6 +760,10 @@ async function trainEpochs(
         config.labelSmoothing,
         sums.learningRate,
       );
+      if (!Number.isFinite(loss)) {
+        bar.stop();
+        throw diverged(loss, epoch, step + 1, 'training', sums.learningRate);
+      }
       sums.lossSum += loss * n;
       sums.correct += hits;
       sums.seen += n;
@@ -474,12 +772,17 @@ async function trainEpochs(
         loss: (sums.lossSum / sums.seen).toFixed(4),
         'img/s': Math.round((sums.seen - seenBefore) / elapsed),
       });
-      // Let signal handlers and the progress bar run between steps.
-      if (step % 8 === 7) await new Promise((r) => setImmediate(r));
+      // Let signal handlers (and the progress bar) run after every step: a macrotask turn costs
+      // microseconds, a step milliseconds, and a stop is then seen before the next step.
+      await new Promise((r) => setImmediate(r));
     }
     bar.stop();
+    hooks.run.bar = undefined;
     sums.seconds += (performance.now() - started) / 1000;
     const validationResult = await evaluateModel(model, validation, normalization, numClasses);
+    if (!Number.isFinite(validationResult.loss)) {
+      throw diverged(validationResult.loss, epoch, 0, 'validation', sums.learningRate);
+    }
     const metrics: EpochMetrics = {
       epoch,
       trainLoss: sums.lossSum / sums.seen,
