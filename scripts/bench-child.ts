@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { parseRunConfig } from '../src/config.js';
-import { probeBackends, selectBackend } from '../src/backends/select.js';
+import { probeBackends, selectBackend, webgpuOptions } from '../src/backends/select.js';
 import { Random } from '../src/data/random.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd } from '../src/training/sgd.js';
@@ -39,6 +39,8 @@ function peakRssMB(): number {
 }
 
 async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
+  // GPU timestamps for the profile (Dawn exposes them only with its unsafe APIs allowed).
+  webgpuOptions.dawnFlags = ['enable-dawn-features=allow_unsafe_apis'];
   const backend = await selectBackend({ device: 'auto', backend: spec.backend, threads: spec.threads });
   // The default recipe's optimiser settings (Nesterov, weight decay, label smoothing), so the step
   // costs what it costs in a default run.
@@ -86,6 +88,7 @@ async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
   for (let i = 0; i < steps; i++) finalLoss = await step(i);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const topKernels = backend.device === 'gpu' ? await profileStep(() => step(0)) : undefined;
   optimizer.dispose();
   model.dispose();
   return {
@@ -101,7 +104,23 @@ async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
     imagesPerSecond: (steps * spec.batch) / seconds,
     peakRssMB: peakRssMB(),
     finalLoss,
+    topKernels,
   };
+}
+
+/** GPU time by kernel name in one step (needs timestamp queries: webgpuOptions below). */
+async function profileStep(step: () => Promise<unknown>): Promise<ThroughputResult['topKernels']> {
+  const info = await tf.profile(async () => {
+    await step();
+  });
+  const byName = new Map<string, { name: string; ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const entry = byName.get(k.name) ?? { name: k.name, ms: 0, calls: 0 };
+    entry.ms += Number(k.kernelTimeMs) || 0;
+    entry.calls += 1;
+    byName.set(k.name, entry);
+  }
+  return [...byName.values()].sort((a, b) => b.ms - a.ms).slice(0, 10);
 }
 
 async function timeToAccuracy(spec: TimeToAccuracySpec): Promise<TimeToAccuracyResult> {

@@ -52,6 +52,8 @@ export interface ThroughputResult {
   imagesPerSecond: number;
   peakRssMB: number;
   finalLoss: number;
+  /** GPU backends: GPU time per kernel name in one profiled step (timestamp queries), most first. */
+  topKernels?: { name: string; ms: number; calls: number }[];
 }
 
 export interface TimeToAccuracyResult {

@@ -21,8 +21,14 @@ import {
 const ROOT = resolve(import.meta.dirname, '..');
 const CHILD = join(import.meta.dirname, 'bench-child.ts');
 const PYTHON = '/usr/bin/python3';
-const REFERENCE = resolve(ROOT, '../shared/bench/pytorch_reference.py');
+// On the GPU machine ../shared/device/gpu-env.sh points $BENCH at the references and its python3 has CUDA.
+const BENCH_DIR = process.env.BENCH ?? resolve(ROOT, '../shared/bench');
+const REFERENCE = join(BENCH_DIR, 'pytorch_reference.py');
+const GPU_REFERENCE = join(BENCH_DIR, 'pytorch_gpu_reference.py');
+const GPU_PYTHON = process.env.BENCH_PYTHON ?? 'python3';
 const INSTALL_HINT = 'apt-get install -y python3-torch python3-pil';
+/** Backends that run on a GPU: their reference is PyTorch with CUDA on the same GPU. */
+const GPU_BACKENDS: readonly BackendName[] = ['webgpu', 'tensorflow-gpu'];
 
 const MODELS: readonly ModelName[] = ['net', 'vgg'];
 const BACKEND_NAMES: readonly BackendName[] = [
@@ -49,6 +55,7 @@ per backend, for net at batch 64 and vgg at batch 256, each in a fresh process.
   --images N              timed images per measurement (default net ${DEFAULT_IMAGES.net}, vgg ${DEFAULT_IMAGES.vgg})
   --warmup N              untimed steps first (default ${DEFAULT_WARMUP})
   --reference             also run the PyTorch reference, interleaved, and print ours/PyTorch
+                          (GPU backends: pytorch_gpu_reference.py with CUDA, fp32, in $BENCH or ../shared/bench)
   --repeat K              K runs of everything; report medians (default 1)
 
 Time to accuracy:
@@ -57,7 +64,7 @@ Time to accuracy:
   --target A              validation accuracy to reach (default 0.7)
   --epochs E              epochs (default 8)
   --cache DIR             decoded-image cache (default ${join(tmpdir(), 'image-classifier-bench-data')})
-  --reference             also run the reference's fast recipe for E epochs
+  --reference             also run the reference's fast recipe for E epochs (on the GPU for a GPU backend)
 
 Serving (scripts/bench-serve.ts; \`--serve --help\` lists its options):
   --serve                 requests/s and p50/p99 latency of \`serve\` on 127.0.0.1, concurrency 1 and 8
@@ -207,24 +214,32 @@ async function runChild<R extends ChildResult>(spec: ChildSpec & { kind: R['kind
   return result as R;
 }
 
-/** Fails early, with one line, when the reference cannot run. */
-function assertReference(): void {
-  if (!existsSync(REFERENCE)) throw new UsageError(`--reference: ${REFERENCE} not found`);
-  const probe = spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' });
+/** Fails early, with one line, when the reference (the CPU one, or the CUDA one) cannot run. */
+function assertReference(gpu = false): void {
+  const [script, python] = gpu ? [GPU_REFERENCE, GPU_PYTHON] : [REFERENCE, PYTHON];
+  if (!existsSync(script)) throw new UsageError(`--reference: ${script} not found`);
+  const check = gpu ? 'import torch; assert torch.cuda.is_available()' : 'import torch';
+  const probe = spawnSync(python, ['-c', check], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
-    throw new UsageError(`--reference needs PyTorch for ${PYTHON}: ${INSTALL_HINT}`);
+    throw new UsageError(
+      gpu
+        ? `--reference with a GPU backend needs PyTorch with CUDA for ${python} (BENCH_PYTHON names another)`
+        : `--reference needs PyTorch for ${PYTHON}: ${INSTALL_HINT}`,
+    );
   }
 }
 
-/** Runs the reference; returns the JSON object of its last line. */
-async function runReference(args: string[]): Promise<Record<string, unknown>> {
-  const stdout = await runProcess(PYTHON, [REFERENCE, ...args], `PyTorch reference (${args[0]})`);
-  const last = stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(last) as Record<string, unknown>;
-  } catch {
-    throw new Error(`PyTorch reference printed no JSON (last line: ${last})`);
-  }
+/** Runs a reference; returns the JSON objects of the lines of its output that are JSON. */
+async function runReference(args: string[], gpu = false): Promise<Record<string, unknown>[]> {
+  const [script, python] = gpu ? [GPU_REFERENCE, GPU_PYTHON] : [REFERENCE, PYTHON];
+  const stdout = await runProcess(python, [script, ...args], `PyTorch reference (${args[0]})`);
+  const objects = stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  if (objects.length === 0)
+    throw new Error(`PyTorch reference printed no JSON (${stdout.trim().split('\n').pop() ?? ''})`);
+  return objects;
 }
 
 function numberField(record: Record<string, unknown>, key: string): number {
@@ -267,6 +282,8 @@ interface Row {
   pytorch: { imagesPerSecond: number | null; runs: PyTorchRun[]; errors: string[] } | null;
   /** ours / PyTorch, medians. */
   ratio: number | null;
+  /** GPU backends: where one step's GPU time goes (the last run's profile). */
+  topKernels?: ThroughputResult['topKernels'];
 }
 
 interface ThroughputReport {
@@ -330,8 +347,10 @@ async function chooseBackends(
 }
 
 async function throughputMode(opts: Options): Promise<ThroughputReport> {
-  if (opts.reference) assertReference();
   const { backends, skipped } = await chooseBackends(opts);
+  const gpuRows = backends.some((b) => GPU_BACKENDS.includes(b));
+  if (opts.reference && backends.some((b) => !GPU_BACKENDS.includes(b))) assertReference();
+  if (opts.reference && gpuRows) assertReference(true);
   const rows: Row[] = [];
   for (const model of opts.models) {
     for (const threads of opts.threads) {
@@ -363,9 +382,10 @@ async function throughputMode(opts: Options): Promise<ThroughputReport> {
       }
     }
   }
-  // One PyTorch series per (model, threads), shared by that network's rows.
+  // One PyTorch series per (model, threads), shared by that network's rows; GPU rows share one per model.
   const pytorch = new Map<string, NonNullable<Row['pytorch']>>();
-  const key = (model: string, threads: number): string => `${model}/${threads}`;
+  const key = (model: string, threads: number | 'gpu'): string => `${model}/${threads}`;
+  let gpuReference: Promise<Record<string, unknown>[]> | undefined;
 
   const total = opts.repeat * (rows.length + (opts.reference ? opts.models.length * opts.threads.length : 0));
   let done = 0;
@@ -388,6 +408,7 @@ async function throughputMode(opts: Options): Promise<ThroughputReport> {
             });
             row.package = res.package;
             row.backendThreads = res.threads;
+            if (res.topKernels) row.topKernels = res.topKernels;
             row.images = res.images;
             row.runs.push({
               imagesPerSecond: res.imagesPerSecond,
@@ -405,41 +426,64 @@ async function throughputMode(opts: Options): Promise<ThroughputReport> {
           }
         }
         if (!opts.reference) continue;
-        const series = pytorch.get(key(model, threads)) ?? { imagesPerSecond: null, runs: [], errors: [] };
-        pytorch.set(key(model, threads), series);
-        const what = `PyTorch ${model}@${BATCH[model]}, ${threads} thread${threads > 1 ? 's' : ''}`;
-        try {
-          const out = await runReference([
-            'throughput',
-            '--model',
-            model,
-            '--batch-size',
-            String(BATCH[model]),
-            '--threads',
-            String(threads),
-            '--images',
-            String(opts.images ?? DEFAULT_IMAGES[model]),
-          ]);
-          const run: PyTorchRun = {
-            imagesPerSecond: numberField(out, 'images_per_s'),
-            seconds: numberField(out, 'seconds'),
-            images: numberField(out, 'images'),
-            threads: numberField(out, 'threads'),
-          };
-          series.runs.push(run);
-          note(`[${++done}/${total}] ${what}: ${run.imagesPerSecond.toFixed(1)} img/s`);
-        } catch (error) {
-          series.errors.push((error as Error).message);
-          note(`[${++done}/${total}] ${what}: ${(error as Error).message}`);
+        if (
+          rows.some((x) => x.model === model && x.threads === threads && !GPU_BACKENDS.includes(x.backend))
+        ) {
+          const series = pytorch.get(key(model, threads)) ?? { imagesPerSecond: null, runs: [], errors: [] };
+          pytorch.set(key(model, threads), series);
+          const what = `PyTorch ${model}@${BATCH[model]}, ${threads} thread${threads > 1 ? 's' : ''}`;
+          try {
+            const [out] = await runReference([
+              'throughput',
+              '--model',
+              model,
+              '--batch-size',
+              String(BATCH[model]),
+              '--threads',
+              String(threads),
+              '--images',
+              String(opts.images ?? DEFAULT_IMAGES[model]),
+            ]);
+            const run: PyTorchRun = {
+              imagesPerSecond: numberField(out!, 'images_per_s'),
+              seconds: numberField(out!, 'seconds'),
+              images: numberField(out!, 'images'),
+              threads: numberField(out!, 'threads'),
+            };
+            series.runs.push(run);
+            note(`[${++done}/${total}] ${what}: ${run.imagesPerSecond.toFixed(1)} img/s`);
+          } catch (error) {
+            series.errors.push((error as Error).message);
+            note(`[${++done}/${total}] ${what}: ${(error as Error).message}`);
+          }
+        }
+        if (rows.some((x) => x.model === model && GPU_BACKENDS.includes(x.backend))) {
+          // The CUDA reference measures both networks (fp32 and bf16) in one run; ours is fp32.
+          const series = pytorch.get(key(model, 'gpu')) ?? { imagesPerSecond: null, runs: [], errors: [] };
+          pytorch.set(key(model, 'gpu'), series);
+          try {
+            gpuReference ??= runReference(['throughput'], true);
+            const line = (await gpuReference).find((o) => o.model === model && o.amp_bf16 === false);
+            if (!line) throw new Error(`the CUDA reference measured no fp32 ${model}`);
+            const imagesPerSecond = numberField(line, 'images_per_s');
+            series.runs.push({ imagesPerSecond, seconds: NaN, images: NaN, threads: 0 });
+            note(
+              `[${++done}/${total}] PyTorch CUDA ${model}@${BATCH[model]} fp32: ${imagesPerSecond.toFixed(1)} img/s`,
+            );
+          } catch (error) {
+            series.errors.push((error as Error).message);
+            note(`[${++done}/${total}] PyTorch CUDA ${model}: ${(error as Error).message}`);
+          }
         }
       }
     }
+    gpuReference = undefined;
   }
 
   for (const row of rows) {
     row.imagesPerSecond = median(row.runs.map((x) => x.imagesPerSecond));
     row.peakRssMB = median(row.runs.map((x) => x.peakRssMB));
-    const series = pytorch.get(key(row.model, row.threads));
+    const series = pytorch.get(key(row.model, GPU_BACKENDS.includes(row.backend) ? 'gpu' : row.threads));
     if (series) {
       series.imagesPerSecond = median(series.runs.map((x) => x.imagesPerSecond));
       row.pytorch = series;
@@ -499,6 +543,11 @@ interface TimeToAccuracyReport {
   pytorchError: string | null;
 }
 
+/** Time to accuracy on a GPU backend, named with --backends (auto's pick is not known here). */
+function onGpu(opts: Options): boolean {
+  return opts.backends !== undefined && GPU_BACKENDS.includes(opts.backends[0]!);
+}
+
 async function timeToAccuracyMode(opts: Options): Promise<TimeToAccuracyReport> {
   const data = opts.data;
   if (!data) {
@@ -509,7 +558,7 @@ async function timeToAccuracyMode(opts: Options): Promise<TimeToAccuracyReport> 
   if (!existsSync(data)) throw new UsageError(`--data ${data}: no such folder`);
   if (opts.backends && opts.backends.length > 1)
     throw new UsageError('--time-to-accuracy takes one --backends');
-  if (opts.reference) assertReference();
+  if (opts.reference) assertReference(onGpu(opts));
   const threads = opts.threads[0]!;
 
   const report: TimeToAccuracyReport = {
@@ -557,26 +606,39 @@ async function timeToAccuracyMode(opts: Options): Promise<TimeToAccuracyReport> 
   }
 
   if (opts.reference) {
-    note(`PyTorch reference: fast recipe, ${opts.epochs} epochs ...`);
+    const gpu = onGpu(opts);
+    note(`PyTorch reference${gpu ? ' (CUDA)' : ''}: fast recipe, ${opts.epochs} epochs ...`);
     try {
-      const out = await runReference([
-        'recipe',
-        '--data',
-        data,
-        '--recipe',
-        'fast',
-        '--epochs',
-        String(opts.epochs),
-        '--threads',
-        String(threads),
-      ]);
-      report.pytorch = {
-        trainImages: numberField(out, 'train_images'),
-        evalImages: numberField(out, 'eval_images'),
-        trainSeconds: numberField(out, 'train_seconds'),
-        accuracy: numberField(out, 'accuracy') / 100,
-        threads,
-      };
+      if (gpu) {
+        // The CUDA reference holds out the last 5,000 of a seeded shuffle and trains on the rest.
+        const [out] = await runReference(['recipe', data, String(opts.epochs)], true);
+        report.pytorch = {
+          trainImages: (report.ours.result?.trainImages ?? 0) + (report.ours.result?.validationImages ?? 0),
+          evalImages: 5000,
+          trainSeconds: numberField(out!, 'train_seconds'),
+          accuracy: numberField(out!, 'accuracy') / 100,
+          threads: 0,
+        };
+      } else {
+        const [out] = await runReference([
+          'recipe',
+          '--data',
+          data,
+          '--recipe',
+          'fast',
+          '--epochs',
+          String(opts.epochs),
+          '--threads',
+          String(threads),
+        ]);
+        report.pytorch = {
+          trainImages: numberField(out!, 'train_images'),
+          evalImages: numberField(out!, 'eval_images'),
+          trainSeconds: numberField(out!, 'train_seconds'),
+          accuracy: numberField(out!, 'accuracy') / 100,
+          threads,
+        };
+      }
     } catch (error) {
       report.pytorchError = (error as Error).message;
       note(report.pytorchError);
@@ -617,6 +679,12 @@ function throughputText(report: ThroughputReport): string {
   ]);
   const lines = [table(header, rows, [false, true, false, true, true, true, true, true]), ''];
   lines.push(...report.notes);
+  for (const r of report.results) {
+    if (!r.topKernels) continue;
+    lines.push(`${r.backend} ${r.model}@${r.batch}, GPU time of one step by kernel (tf.profile):`);
+    for (const k of r.topKernels)
+      lines.push(`  ${k.name.padEnd(34)} ${k.ms.toFixed(3).padStart(9)} ms  x${k.calls}`);
+  }
   for (const s of report.skipped)
     lines.push(`not measured: ${s.backend}${s.model ? ` ${s.model}` : ''} (${s.reason})`);
   for (const r of report.results)
@@ -634,7 +702,8 @@ function timeToAccuracyText(report: TimeToAccuracyReport): string {
   const target = `${+(report.target * 100).toFixed(2)}%`;
   const oursName = r ? `ours (${r.backend}, ${r.threads} thread${r.threads > 1 ? 's' : ''})` : 'ours';
   const header = ['', oursName];
-  if (report.pytorch || report.pytorchError) header.push(`PyTorch (${pytorch?.threads ?? '?'} threads)`);
+  if (report.pytorch || report.pytorchError)
+    header.push(pytorch?.threads === 0 ? 'PyTorch (CUDA)' : `PyTorch (${pytorch?.threads ?? '?'} threads)`);
   const reached =
     ours.secondsToTarget !== null
       ? `${ours.secondsToTarget.toFixed(1)} s (epoch ${ours.epochToTarget})`
