@@ -17,6 +17,15 @@ const wandbName = z
   .max(128, 'must be at most 128 characters')
   .regex(/^[^/\\#?%:]+$/, 'must not contain / \\ # ? % or :');
 
+function isHttpUrl(text: string): boolean {
+  try {
+    const { protocol } = new URL(text);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
 export const MODEL_NAMES = ['vgg', 'net'] as const;
 export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
 export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
@@ -46,7 +55,8 @@ export const runConfigSchema = z
     dataFolder: z.string().min(1).default('./data').describe('Cache for downloaded and decoded datasets'),
     downloadUrl: z
       .string()
-      .url()
+      // Only http(s) can be downloaded; the message never repeats the URL (it may hold credentials).
+      .refine(isHttpUrl, 'must be an http:// or https:// URL')
       .optional()
       .describe('Where to download CIFAR-10 from (also $IMAGE_CLASSIFIER_CIFAR10_URL)'),
     validationSplit: z

@@ -506,6 +506,8 @@ describe('CIFAR-10 download', () => {
   let base: string;
   let archive: Buffer;
   const routes = new Map<string, Served>();
+  /** The Range headers the server was sent. */
+  const ranges: string[] = [];
 
   const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
@@ -560,6 +562,17 @@ describe('CIFAR-10 download', () => {
       if (!route) {
         res.writeHead(404);
         res.end();
+        return;
+      }
+      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (range) ranges.push(req.headers.range!);
+      if (range && !route.truncate) {
+        const start = Number(range[1]);
+        res.writeHead(206, {
+          'content-length': route.body.length - start,
+          'content-range': `bytes ${start}-${route.body.length - 1}/${route.body.length}`,
+        });
+        res.end(route.body.subarray(start));
         return;
       }
       res.writeHead(200, { 'content-length': route.body.length, 'content-type': 'application/gzip' });
@@ -637,20 +650,42 @@ describe('CIFAR-10 download', () => {
     expect(await readdir(cache)).toEqual([]);
   });
 
-  it('fails on a truncated response and leaves nothing behind', async () => {
+  it('keeps a cut-off download as a .partial (after retries) that the next call continues with Range', async () => {
     const cache = await freshDir('dl-truncated');
     const error = await loadCifar10({
       cacheFolder: cache,
       url: `${base}/truncated.tar.gz`,
       md5: md5(archive),
       download: true,
+      retryDelayMs: 5,
       ...quiet,
     }).catch((e: unknown) => e as Error);
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).toMatch(
-      /could not be downloaded from .*truncated\.tar\.gz \(download truncated/,
+      /could not be downloaded from .*truncated\.tar\.gz \(download cut off at .* \(after 5 attempts\); .* kept in .*\.partial for the next run to continue\)/,
     );
-    expect(await readdir(cache)).toEqual([]);
+    const partial = `cifar-10-${md5(archive).slice(0, 12)}.tar.gz.partial`;
+    expect(await readdir(cache)).toEqual([partial]);
+    const kept = (await readFile(path.join(cache, partial))).length;
+    expect(kept).toBe(Math.floor(archive.length / 2));
+
+    // The same file from a server that honours Range: only the rest is fetched.
+    routes.set('/truncated.tar.gz', { body: archive });
+    ranges.length = 0;
+    try {
+      const dataset = await loadCifar10({
+        cacheFolder: cache,
+        url: `${base}/truncated.tar.gz`,
+        md5: md5(archive),
+        download: true,
+        ...quiet,
+      });
+      expectMatchesFixture(dataset);
+    } finally {
+      routes.set('/truncated.tar.gz', { body: archive, truncate: true });
+    }
+    expect(ranges).toEqual([`bytes=${kept}-`]);
+    expect(await readdir(cache)).toEqual(['cifar-10-batches-bin']);
   });
 
   it('rejects archive entries that escape with ..', async () => {

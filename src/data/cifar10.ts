@@ -1,12 +1,13 @@
 // CIFAR-10 from disk (binary or Python version) or downloaded once into the cache folder.
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
+import { constants, readFileSync } from 'node:fs';
+import { access, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
+import { ConfigError } from '../config.js';
+import { formatBytes } from '../util/bounded-read.js';
+import { isRedactedUrl, redactUrl } from '../util/redact.js';
+import { downloadResumable, DownloadInterrupted, DownloadTooLarge, NetworkError } from './download.js';
 import type { Dataset, ImageSet } from './dataset.js';
 import { NumpyArray, PickleDict, readPickle } from './pickle.js';
 import type { PickleValue } from './pickle.js';
@@ -245,90 +246,26 @@ export async function readCifar10(location: Cifar10Location): Promise<Dataset> {
 // ---------------------------------------------------------------------------------------------
 // Download
 
-/** Network failures (DNS, refused, reset, timeout, cut-off transfer): the cases where the user
- * should be told how to provide the data by hand. */
-export class NetworkError extends Error {
-  override name = 'NetworkError';
-}
+export { NetworkError, DownloadInterrupted, DownloadTooLarge } from './download.js';
 
-const NETWORK_CODES = new Set([
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EAI_FAIL',
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'EPIPE',
-  'EPROTO',
-  'CERT_HAS_EXPIRED',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-]);
-
-function describeNetworkError(error: unknown): string {
-  const e = error as NodeJS.ErrnoException & { hostname?: string };
-  return e.code ? `${e.code}${e.hostname ? ` ${e.hostname}` : ''}` : e.message;
-}
-
-const IDLE_TIMEOUT_MS = 60_000;
-const MAX_REDIRECTS = 10;
-
-/** GETs `url`, following redirects, resolving with the 200 response. */
-function request(url: string, redirects = 0): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      reject(new Error(`Invalid download URL: ${url}`));
-      return;
-    }
-    const client = parsed.protocol === 'https:' ? https : parsed.protocol === 'http:' ? http : undefined;
-    if (!client) {
-      reject(new Error(`Unsupported download URL protocol ${parsed.protocol} in ${url}`));
-      return;
-    }
-    const req = client.get(parsed, { headers: { 'user-agent': 'image-classifier' } }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && res.headers.location) {
-        res.resume();
-        if (redirects >= MAX_REDIRECTS) {
-          reject(new Error(`Too many redirects downloading ${url}`));
-          return;
-        }
-        resolve(request(new URL(res.headers.location, parsed).toString(), redirects + 1));
-        return;
-      }
-      if (status !== 200) {
-        res.resume();
-        // A missing or refusing mirror leaves the user in the same spot as no network.
-        reject(new NetworkError(`HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''} from ${url}`));
-        return;
-      }
-      resolve(res);
-    });
-    // An idle socket (no bytes for a minute) counts as an unreachable network.
-    req.setTimeout(IDLE_TIMEOUT_MS, () => {
-      req.destroy(Object.assign(new Error('connection timed out'), { code: 'ETIMEDOUT' }));
-    });
-    req.on('error', (error: NodeJS.ErrnoException) => {
-      reject(error.code && NETWORK_CODES.has(error.code) ? new NetworkError(describeNetworkError(error)) : error);
-    });
-  });
-}
+/** A download of unknown size (another MD5 than the known archive's) stops here: CIFAR-10 archives are 163-175 MB. */
+export const MAX_UNKNOWN_DOWNLOAD_BYTES = 512 * 2 ** 20;
+/** What an archive may unpack to: the binary version is 185 MB; a gzip bomb stops here. */
+export const MAX_EXTRACTED_BYTES = 2 ** 30;
 
 export interface DownloadCifar10Options {
   url: string;
   cacheFolder: string;
   md5: string;
-  /** Expected size; used for the progress bar when the server sends no length, and to spot truncation. */
+  /** The archive's exact size when known: shown in the progress bar, and never exceeded. */
   bytes?: number;
+  /** The most that is downloaded when `bytes` is not known (default 512 MiB). */
+  maxBytes?: number;
+  /** Retries of transient failures (default 4), and the first wait, doubled each time (default 1 s). */
+  retries?: number;
+  retryDelayMs?: number;
+  /** Aborting stops the download at once; its bytes stay in the cache for the next call to continue. */
+  signal?: AbortSignal;
   progress: ProgressFactory;
   log: Log;
 }
@@ -337,43 +274,62 @@ function tempName(prefix: string): string {
   return `.${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Streams `url` into `file`, returning its MD5; throws (file left for the caller to delete) on
- * truncation or network failure. */
-async function fetchToFile(url: string, file: string, expectedBytes: number | undefined, progress: ProgressFactory) {
-  const res = await request(url);
-  const lengthHeader = Number(res.headers['content-length']);
-  const total = Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : expectedBytes;
-  const bar = progress('Downloading CIFAR-10', total ?? 0, 'bytes');
-  const md5 = createHash('md5');
-  let received = 0;
+/** The archive being downloaded: one name per expected MD5, so a later run continues the same file. */
+export function partialDownloadPath(cacheFolder: string, md5: string): string {
+  return path.join(path.resolve(cacheFolder), `cifar-10-${md5.toLowerCase().slice(0, 12)}.tar.gz.partial`);
+}
+
+/** Only http(s) can be downloaded; anything else is refused before any work. */
+export function checkDownloadUrl(url: string, what: string): void {
+  let protocol: string;
   try {
-    await pipeline(
-      res,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          md5.update(chunk);
-          received += chunk.length;
-          bar.update(received);
-          yield chunk;
-        }
-      },
-      createWriteStream(file),
-    );
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new ConfigError(`${what} is not a valid URL`);
+  }
+  if (protocol !== 'http:' && protocol !== 'https:') {
+    throw new ConfigError(`${what} must be an http:// or https:// URL (got ${protocol})`);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
   } catch (error) {
-    const e = error as NodeJS.ErrnoException;
-    if (e.code === 'ENOSPC' || e.code === 'EACCES' || e.code === 'EROFS') {
-      throw new Error(`Could not write the download to ${file}: ${e.message}`);
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the lock of the shared `.partial` file (a `.lock` beside it holding our pid); a lock left by a
+ * process that died is taken over. False when a live process holds it.
+ */
+async function lockPartial(lock: string): Promise<boolean> {
+  for (let tries = 0; tries < 3; tries++) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    throw new NetworkError(
-      `download truncated: received ${received}${total ? ` of ${total}` : ''} bytes (${describeNetworkError(error)})`,
-    );
-  } finally {
-    bar.stop();
+    const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+    if (holder !== process.pid && pidAlive(holder)) return false;
+    await unlink(lock).catch(() => undefined);
   }
-  if (total !== undefined && received !== total) {
-    throw new NetworkError(`download truncated: received ${received} of ${total} bytes`);
+  return false;
+}
+
+async function ensureWritableFolder(folder: string): Promise<void> {
+  try {
+    await mkdir(folder, { recursive: true });
+    await access(folder, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : (code ?? (error as Error).message);
+    throw new ConfigError(`--data-folder ${folder} is not writable (${why}): CIFAR-10 cannot be downloaded there; choose another --data-folder`);
   }
-  return md5.digest('hex');
 }
 
 function isUnsafeEntryPath(p: string): boolean {
@@ -384,8 +340,14 @@ function isUnsafeEntryPath(p: string): boolean {
 /** Extracts a .tar.gz into `into`, writing only plain files and folders with relative paths
  * inside it; anything else is skipped and then reported by throwing, so the caller discards the
  * whole extraction. `label` names the archive in that error. */
-export async function extractTarGzSafely(archive: string, into: string, label = path.basename(archive)): Promise<void> {
+export async function extractTarGzSafely(
+  archive: string,
+  into: string,
+  label = path.basename(archive),
+  maxBytes = MAX_EXTRACTED_BYTES,
+): Promise<void> {
   const problems: string[] = [];
+  let unpacked = 0;
   await tar.x({
     file: archive,
     cwd: into,
@@ -401,6 +363,12 @@ export async function extractTarGzSafely(archive: string, into: string, label = 
         problems.push(`${entryPath} (${type} entries are not allowed)`);
         return false;
       }
+      // Entries past the bound are not written: a small archive must not fill the disk.
+      unpacked += 'size' in entry && typeof entry.size === 'number' ? entry.size : 0;
+      if (unpacked > maxBytes) {
+        problems.push(`${entryPath} (the archive unpacks to more than ${formatBytes(maxBytes)})`);
+        return false;
+      }
       return true;
     },
   });
@@ -411,23 +379,47 @@ export async function extractTarGzSafely(archive: string, into: string, label = 
   }
 }
 
-/** Downloads and unpacks CIFAR-10 into `cacheFolder`; returns where it landed. Nothing partial is
- * left behind: the archive and the extraction use temporary names and are removed on any failure. */
+/**
+ * Downloads and unpacks CIFAR-10 into `cacheFolder`; returns where it landed. The archive is written
+ * to `cifar-10-<md5>.tar.gz.partial` in the cache: a download that is cut off, fails or is aborted
+ * leaves it there and the next call continues it (HTTP Range); it is removed once unpacked, or when
+ * its MD5 is wrong. The extraction uses a temporary folder, removed on any failure.
+ */
 export async function downloadCifar10(options: DownloadCifar10Options): Promise<Cifar10Location> {
   const { url, md5, bytes, progress, log } = options;
+  const shown = redactUrl(url);
+  checkDownloadUrl(url, `the download URL ${shown}`);
   const cacheFolder = path.resolve(options.cacheFolder);
-  await mkdir(cacheFolder, { recursive: true });
-  const archive = path.join(cacheFolder, tempName('cifar10-download') + '.tar.gz');
+  await ensureWritableFolder(cacheFolder);
+  const shared = partialDownloadPath(cacheFolder, md5);
+  const lock = `${shared}.lock`;
+  // Another live process downloading the same file: download a private copy rather than share bytes.
+  const locked = await lockPartial(lock);
+  const archive = locked ? shared : path.join(cacheFolder, tempName('cifar10-download') + '.tar.gz');
   const extractDir = path.join(cacheFolder, tempName('cifar10-extract'));
+  let keepArchive = locked;
   try {
-    log(`Downloading CIFAR-10 from ${url} into ${cacheFolder}`);
-    const actual = await fetchToFile(url, archive, bytes, progress);
-    if (actual.toLowerCase() !== md5.toLowerCase()) {
-      throw new Error(`Downloaded ${url} has MD5 ${actual}, expected ${md5}; the download was deleted`);
+    log(`Downloading CIFAR-10 from ${shown} into ${cacheFolder}`);
+    const result = await downloadResumable({
+      url,
+      partialFile: archive,
+      maxBytes: bytes ?? options.maxBytes ?? MAX_UNKNOWN_DOWNLOAD_BYTES,
+      expectedBytes: bytes,
+      retries: options.retries,
+      retryDelayMs: options.retryDelayMs,
+      signal: options.signal,
+      progress,
+      label: 'Downloading CIFAR-10',
+      log,
+    });
+    // Complete: from here on it is never continued, whatever happens to it.
+    keepArchive = false;
+    if (result.md5.toLowerCase() !== md5.toLowerCase()) {
+      throw new Error(`Downloaded ${shown} has MD5 ${result.md5}, expected ${md5}; the download was deleted`);
     }
     log('Download verified (MD5); extracting');
     await mkdir(extractDir);
-    await extractTarGzSafely(archive, extractDir, `the archive from ${url}`);
+    await extractTarGzSafely(archive, extractDir, `the archive from ${shown}`);
     for (const [sub, format] of [
       ['cifar-10-batches-bin', 'binary'],
       ['cifar-10-batches-py', 'python'],
@@ -446,10 +438,17 @@ export async function downloadCifar10(options: DownloadCifar10Options): Promise<
       log(`CIFAR-10 unpacked into ${to}`);
       return { format, folder: to };
     }
-    throw new Error(`The archive from ${url} holds no cifar-10-batches-bin/ (or cifar-10-batches-py/) folder`);
+    throw new Error(`The archive from ${shown} holds no cifar-10-batches-bin/ (or cifar-10-batches-py/) folder`);
+  } catch (error) {
+    // A private copy cannot be continued by anyone: it goes, whatever happened.
+    if (error instanceof DownloadInterrupted && !keepArchive) {
+      throw new DownloadInterrupted('download interrupted; the partial download was deleted', archive, 0);
+    }
+    throw error;
   } finally {
     await rm(extractDir, { recursive: true, force: true });
-    await unlink(archive).catch(() => undefined);
+    if (!keepArchive) await unlink(archive).catch(() => undefined);
+    if (locked) await unlink(lock).catch(() => undefined);
   }
 }
 
@@ -465,6 +464,10 @@ export interface LoadCifar10Options {
   /** Overrides the MD5 from metadata.json (and IMAGE_CLASSIFIER_CIFAR10_MD5). */
   md5?: string;
   download: boolean;
+  /** Aborting stops a download at once (its bytes are kept for the next run to continue). */
+  signal?: AbortSignal;
+  /** Passed to downloadCifar10 (tests). */
+  retryDelayMs?: number;
   progress: ProgressFactory;
   log: Log;
 }
@@ -483,15 +486,26 @@ export async function loadCifar10(options: LoadCifar10Options): Promise<Dataset>
   }
 
   const metadata = cifar10Metadata();
-  const url = options.url || process.env[CIFAR10_URL_ENV] || metadata.url;
-  const md5 = options.md5 || process.env[CIFAR10_MD5_ENV] || metadata.md5;
   const where = searched.join(' or ');
   const help =
     `Put cifar-10-binary.tar.gz's cifar-10-batches-bin/ (or cifar-10-batches-py/) there, ` +
-    `point --dataset-folder at it, or train with --dataset synthetic.`;
+    `point --dataset-folder at a folder that has it, download it from a mirror with --download-url URL ` +
+    `(or $${CIFAR10_URL_ENV}; behind a proxy, set HTTPS_PROXY), or train with --dataset synthetic.`;
+  const envUrl = process.env[CIFAR10_URL_ENV] || undefined;
+  // A URL read back from run.json lost its credentials there: it cannot download anything.
+  if (options.url && isRedactedUrl(options.url) && !envUrl && options.download) {
+    throw new ConfigError(
+      `CIFAR-10 not found in ${where}, and the run's --download-url ${options.url} had credentials, which are never stored: ` +
+        `give the URL again with $${CIFAR10_URL_ENV}, or put the data there yourself. ${help}`,
+    );
+  }
+  const url = (options.url && !isRedactedUrl(options.url) ? options.url : undefined) || envUrl || metadata.url;
+  const md5 = options.md5 || process.env[CIFAR10_MD5_ENV] || metadata.md5;
+  const shown = redactUrl(url);
   if (!options.download) {
     throw new Error(`CIFAR-10 not found in ${where} and downloading is disabled. ${help}`);
   }
+  checkDownloadUrl(url, url === envUrl ? `$${CIFAR10_URL_ENV}` : '--download-url');
   let location: Cifar10Location;
   try {
     location = await downloadCifar10({
@@ -500,13 +514,16 @@ export async function loadCifar10(options: LoadCifar10Options): Promise<Dataset>
       md5,
       // The known size belongs to the known file only.
       bytes: md5.toLowerCase() === metadata.md5 ? metadata.bytes : undefined,
+      signal: options.signal,
+      retryDelayMs: options.retryDelayMs,
       progress,
       log,
     });
   } catch (error) {
     if (error instanceof NetworkError) {
-      throw new Error(`CIFAR-10 not found in ${where} and it could not be downloaded from ${url} (${error.message}). ${help}`);
+      throw new Error(`CIFAR-10 not found in ${where} and it could not be downloaded from ${shown} (${error.message}). ${help}`);
     }
+    if (error instanceof DownloadTooLarge) throw new Error(`CIFAR-10 from ${shown}: ${error.message}`);
     throw error;
   }
   return readCifar10(location);

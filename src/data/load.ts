@@ -24,6 +24,8 @@ export interface LoadDatasetOptions {
   downloadUrl?: string;
   /** Whether CIFAR-10 may be downloaded when it is not on disk. */
   download?: boolean;
+  /** Aborting stops a download at once; its bytes stay in the cache for the next run to continue. */
+  signal?: AbortSignal;
   progress: ProgressFactory;
   log: (message: string) => void;
 }
@@ -41,6 +43,7 @@ export async function loadDataset(options: LoadDatasetOptions): Promise<Dataset>
         cacheFolder: options.cacheFolder,
         url: options.downloadUrl,
         download: options.download ?? true,
+        signal: options.signal,
         progress,
         log,
       });
