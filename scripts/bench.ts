@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '../src/backends/select.js';
 import type { ModelName } from '../src/config.js';
@@ -19,7 +19,8 @@ import {
 } from './bench-protocol.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const CHILD = join(import.meta.dirname, 'bench-child.ts');
+// .ts under tsx; .js when compiled with tsc (scripts/gpu-check.sh runs it so on a machine without tsx).
+const CHILD = join(import.meta.dirname, `bench-child${extname(import.meta.filename)}`);
 const PYTHON = '/usr/bin/python3';
 // On the GPU machine ../shared/device/gpu-env.sh points $BENCH at the references and its python3 has CUDA.
 const BENCH_DIR = process.env.BENCH ?? resolve(ROOT, '../shared/bench');
