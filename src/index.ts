@@ -2,6 +2,8 @@
 export {
   train,
   TrainingInterrupted,
+  TrainingFailed,
+  TrainingDiverged,
   type TrainOptions,
   type TrainResult,
   type Metrics,

@@ -191,7 +191,7 @@ describe('losing work', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(messages(r.stderr)).toHaveLength(1);
     expect(lastLine(r.stderr)).toMatch(
-      /^image-classifier-trainer: cannot write the checkpoint of epoch 2 \(ENOSPC: no space left on device, write\); the checkpoint of the end of epoch 1 is kept in \S+\.ckpt\.partial; resume with: image-classifier-trainer --experiment-name disk --run-name ckpt --resume$/,
+      /^image-classifier-trainer: cannot write the checkpoint of epoch 2 \(ENOSPC: no space left on device\); the checkpoint of the end of epoch 1 is kept in \S+\.ckpt\.partial; resume with: image-classifier-trainer --experiment-name disk --run-name ckpt --resume$/,
     );
     expect(entries(experiments, 'disk')).toEqual(['.ckpt.partial']);
     // The half-written checkpoint was removed; the good one is whole.
@@ -216,7 +216,7 @@ describe('losing work', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(messages(r.stderr)).toHaveLength(1);
     expect(lastLine(r.stderr)).toMatch(
-      /cannot write the run's files \(ENOSPC: no space left on device, write\); the checkpoint of the end of epoch 2 is kept in \S+\.files\.partial; resume with: .*--run-name files --resume$/,
+      /cannot write the run's files \(ENOSPC: no space left on device\); the checkpoint of the end of epoch 2 is kept in \S+\.files\.partial; resume with: .*--run-name files --resume$/,
     );
     expect(entries(experiments, 'disk')).toContain('.files.partial');
     expect(entries(experiments, 'disk').filter((n) => n.includes('.tmp-'))).toEqual([]);

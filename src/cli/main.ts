@@ -101,7 +101,7 @@ function trainOptions(y: Argv): Argv {
 }
 
 const EXIT_CODES =
-  'Exit codes: 0 done; 1 failed; 2 bad input or refused (nothing written); 3 reproduce/verify found differences; 130 interrupted (a checkpoint is kept: --resume continues).';
+  'Exit codes: 0 done; 1 failed; 2 bad input or refused (nothing written); 3 reproduce/verify found differences; 130 interrupted (Ctrl-C once: stops after the step and keeps a checkpoint, --resume continues; twice: stops at once, keeping the last checkpoint written).';
 
 /** The --experiments-folder option of the subcommands, as the schema describes it. */
 function experimentsFolderOption(y: Argv): Argv {

@@ -37,6 +37,7 @@ import {
 import {
   gitState,
   MANIFEST_FILE,
+  manifestText,
   rerunCommand,
   sha256File,
   shellWord,
@@ -254,6 +255,8 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
 
   let rejectStopped: (error: TrainingInterrupted) => void = () => {};
   const stopped = new Promise<never>((_, reject) => (rejectStopped = reject));
+  // Rejected maybe before it is raced (stopped before the run began): never an unhandled rejection.
+  stopped.catch(() => {});
   // Settles the folder now, in one synchronous pass, and rejects the call with what was kept.
   const stopAtOnce = () => {
     if (run.stopped) return;
@@ -341,6 +344,7 @@ async function trainRun(
       testSplit: config.testSplit,
       downloadUrl: config.downloadUrl,
       download: true,
+      signal: options.signal,
       progress,
       log,
     });
@@ -1016,7 +1020,7 @@ async function writeRun(
     files,
     tracking,
   };
-  await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
+  await writeFile(join(dir, MANIFEST_FILE), manifestText(manifest));
   facts.log(`wrote model/, metrics.json, metrics.png, curves.png, run.json, ${LOG_FILE}`);
   return manifest;
 }
