@@ -189,12 +189,11 @@ export const LOCATION_KEYS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Below these an epoch (or the whole run) has too few SGD steps for the recipe's warm-up and decay to
- * train a network from scratch: e.g. 1,620 images in batches of 256 give 6 steps an epoch, and VGG
+ * Below this an epoch has too few SGD steps for the recipe (warm-up, then decay, over the run's steps)
+ * to train a network from scratch: e.g. 1,620 images in batches of 256 give 6 steps an epoch, and VGG
  * ends near chance. Such a run gets a warning.
  */
 export const MIN_STEPS_PER_EPOCH = 16;
-export const MIN_STEPS = 100;
 
 /** Where a run stands, for the stop handlers (which act synchronously, between two awaits). */
 interface RunState {
@@ -267,21 +266,28 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
     const what = run.phase === 'preparing' ? 'interrupted before training started' : 'stopped at once';
     let error: TrainingInterrupted;
     const kept = folder ? describeCheckpoint(folder.tmpPath) : null;
-    if (folder && kept !== null) {
-      const partial = suspendRunFolder(folder, config.runName);
-      const resumeCommand = resumeCommandFor(config);
+    try {
+      if (folder && kept !== null) {
+        const partial = suspendRunFolder(folder, config.runName);
+        const resumeCommand = resumeCommandFor(config);
+        error = new TrainingInterrupted(
+          `${what}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
+          resumeCommand,
+          partial,
+        );
+      } else if (folder) {
+        abandonRunFolder(folder);
+        error = new TrainingInterrupted(
+          `${what} before the first checkpoint (end of epoch 1); nothing was kept`,
+        );
+      } else {
+        error = new TrainingInterrupted(`${what}; nothing was written`);
+      }
+    } catch (moveError) {
+      // Inside a signal handler: say where the folder still is rather than throw.
       error = new TrainingInterrupted(
-        `${what}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
-        resumeCommand,
-        partial,
+        `${what}; the run's folder could not be ${kept !== null ? 'kept for --resume' : 'removed'} (${firstLine(moveError)}): it is still ${folder!.tmpPath}`,
       );
-    } else if (folder) {
-      abandonRunFolder(folder);
-      error = new TrainingInterrupted(
-        `${what} before the first checkpoint (end of epoch 1); nothing was kept`,
-      );
-    } else {
-      error = new TrainingInterrupted(`${what}; nothing was written`);
     }
     run.stopped = error;
     rejectStopped(error);
@@ -585,13 +591,13 @@ function firstLine(error: unknown): string {
 export function fewStepsWarning(images: number, batchSize: number, epochs: number): string | null {
   const perEpoch = Math.ceil(images / batchSize);
   const total = perEpoch * epochs;
-  if (perEpoch >= MIN_STEPS_PER_EPOCH && total >= MIN_STEPS) return null;
+  if (perEpoch >= MIN_STEPS_PER_EPOCH) return null;
   // A power of two that gives about 40 steps an epoch.
   const smaller = 2 ** Math.floor(Math.log2(images / 40));
   const advice =
     smaller >= 8 && smaller < batchSize
       ? `a smaller --batch-size (e.g. ${smaller}: ${Math.ceil(images / smaller)} steps an epoch) or more --epochs`
-      : 'more --epochs or more images';
+      : 'more images, or more --epochs';
   return (
     `warning: ${perEpoch} step${perEpoch === 1 ? '' : 's'} an epoch (${images} training images, --batch-size ${batchSize}), ${total} in all: ` +
     `too few for this recipe to train the model (it may end near chance); try ${advice}`
