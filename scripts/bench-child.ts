@@ -13,7 +13,7 @@ import { probeBackends, selectBackend, webgpuOptions } from '../src/backends/sel
 import { Random } from '../src/data/random.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd } from '../src/training/sgd.js';
-import { trainStep } from '../src/training/train.js';
+import { trainStep } from '../src/training/step.js';
 import { train } from '../src/index.js';
 import {
   RESULT_MARKER,

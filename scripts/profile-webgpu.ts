@@ -19,7 +19,7 @@ import { parseRunConfig, type ModelName } from '../src/config.js';
 import { Random } from '../src/data/random.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd } from '../src/training/sgd.js';
-import { trainStep } from '../src/training/train.js';
+import { trainStep } from '../src/training/step.js';
 
 const BATCH: Record<ModelName, number> = { net: 64, vgg: 256 };
 const NUM_CLASSES = 10;

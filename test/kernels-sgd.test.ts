@@ -6,7 +6,7 @@ import { wasmSgdStep } from '../src/backends/wasm-sgd.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd, type SgdOptions } from '../src/training/sgd.js';
-import { trainStep } from '../src/training/train.js';
+import { trainStep } from '../src/training/step.js';
 import { randomArray, sameBits } from './helpers/numeric.js';
 
 const SETTINGS: SgdOptions[] = [

@@ -94,6 +94,34 @@ export function assembleBatch(
 }
 
 /**
+ * What the GPU needs to assemble the batch assembleBatch would (src/backends/webgpu/batches.ts): per
+ * image its index, flip (0/1), dx and dy, `perImage` numbers apart in `params`, drawn from `random`
+ * exactly as assembleBatch draws them; and the labels.
+ */
+export function batchParams(
+  set: ImageSet,
+  order: ArrayLike<number>,
+  start: number,
+  count: number,
+  augmentation: Augmentation,
+  random: Random | undefined,
+  params: Int32Array,
+  perImage: number,
+  labels: Int32Array,
+): void {
+  const augment = random !== undefined && (augmentation.flip || augmentation.crop > 0);
+  for (let i = 0; i < count; i++) {
+    const index = order[start + i]!;
+    labels[i] = set.labels[index]!;
+    const { flip, dx, dy } = augment ? drawAugmentation(augmentation, random) : { flip: false, dx: 0, dy: 0 };
+    params[i * perImage] = index;
+    params[i * perImage + 1] = flip ? 1 : 0;
+    params[i * perImage + 2] = dx;
+    params[i * perImage + 3] = dy;
+  }
+}
+
+/**
  * The normalised value of every uint8 level, per channel (`lut[(k << 8) | v]`): one lookup per pixel
  * instead of a multiply-add, the same float32 values. Cached for the last normalisation seen.
  */

@@ -57,10 +57,18 @@ import {
   suspendRunFolder,
   type RunFolder,
 } from '../runs/run-folder.js';
-import { assembleBatch, channelStatistics, type Normalization } from './batches.js';
-import { evaluateModel, type Evaluation } from './evaluate.js';
+import { GpuImages, PARAMS_PER_IMAGE } from '../backends/webgpu/batches.js';
+import {
+  assembleBatch,
+  batchParams,
+  channelStatistics,
+  normalizationTable,
+  type Normalization,
+} from './batches.js';
+import { checkValidationImages, describeTest, evaluateModel, type Evaluation } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import { Sgd } from './sgd.js';
+import { trainStep } from './step.js';
 
 export const METRICS_FILE = 'metrics.json';
 export const LOG_FILE = 'train.log';
@@ -363,6 +371,7 @@ async function trainRun(
       config.seed,
     );
     const validation = validationSet ?? dataset.test;
+    checkValidationImages(validation.count, trainSet.count, config.validationSplit);
     const numClasses = dataset.classNames.length;
     log(
       `data: ${dataset.kind} from ${dataset.source}: ${trainSet.count} train, ` +
@@ -482,9 +491,7 @@ async function trainRun(
     const trainSeconds = history.reduce((sum, h) => sum + h.seconds, 0);
     const test = await evaluateModel(model, dataset.test, normalization, numClasses);
     stillOurs();
-    log(
-      `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`,
-    );
+    log(describeTest(test));
     const metrics: Metrics = { history, test: { ...test, classNames: dataset.classNames } };
     let manifest: Manifest;
     try {
@@ -708,6 +715,9 @@ async function trainEpochs(
   const imageSize = trainSet.height * trainSet.width * trainSet.channels;
   const x = new Float32Array(batchSize * imageSize);
   const y = new Int32Array(batchSize);
+  // On WebGPU the training images live on the GPU and each batch is assembled there.
+  const gpuImages = GpuImages.upload(trainSet, normalizationTable(normalization, trainSet.channels));
+  const params = new Int32Array(batchSize * PARAMS_PER_IMAGE);
   if (start && start.order.length !== trainSet.count) {
     throw new Error(
       `the checkpoint's image order has ${start.order.length} images, the training split ${trainSet.count}`,
@@ -731,135 +741,132 @@ async function trainEpochs(
       loss,
     );
 
-  for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
-    const resuming = midEpoch && epoch === start!.epoch;
-    if (!resuming) random.shuffle(order);
-    const sums = resuming
-      ? { ...start!.sums }
-      : { lossSum: 0, correct: 0, seen: 0, seconds: 0, learningRate: 0 };
-    const firstStep = resuming ? start!.step : 0;
-    const bar = progress(`epoch ${epoch}/${epochs}`, trainSet.count, 'images');
-    hooks.run.bar = bar;
-    bar.update(sums.seen);
-    const started = performance.now();
-    const seenBefore = sums.seen;
-    const snapshot = (step: number): LoopState => ({
-      epoch,
-      step,
-      order,
-      randomState: random.state,
-      history,
-      sums: { ...sums, seconds: sums.seconds + (performance.now() - started) / 1000 },
-    });
-    for (let step = firstStep; step < stepsPerEpoch; step++) {
-      if (stopAsked()) {
-        bar.stop();
-        throw new StopRequested(snapshot(step));
-      }
-      const n = Math.min(batchSize, trainSet.count - step * batchSize);
-      assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
-      sums.learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
-      const [loss, hits] = await trainStep(
-        model,
-        variables,
-        optimizer,
-        x,
-        y,
-        n,
-        numClasses,
-        config.labelSmoothing,
-        sums.learningRate,
-      );
-      if (!Number.isFinite(loss)) {
-        bar.stop();
-        throw diverged(loss, epoch, step + 1, 'training', sums.learningRate);
-      }
-      sums.lossSum += loss * n;
-      sums.correct += hits;
-      sums.seen += n;
-      const elapsed = (performance.now() - started) / 1000;
-      bar.update(sums.seen, {
-        loss: (sums.lossSum / sums.seen).toFixed(4),
-        'img/s': Math.round((sums.seen - seenBefore) / elapsed),
+  try {
+    for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
+      const resuming = midEpoch && epoch === start!.epoch;
+      if (!resuming) random.shuffle(order);
+      const sums = resuming
+        ? { ...start!.sums }
+        : { lossSum: 0, correct: 0, seen: 0, seconds: 0, learningRate: 0 };
+      const firstStep = resuming ? start!.step : 0;
+      const bar = progress(`epoch ${epoch}/${epochs}`, trainSet.count, 'images');
+      hooks.run.bar = bar;
+      bar.update(sums.seen);
+      const started = performance.now();
+      const seenBefore = sums.seen;
+      const snapshot = (step: number): LoopState => ({
+        epoch,
+        step,
+        order,
+        randomState: random.state,
+        history,
+        sums: { ...sums, seconds: sums.seconds + (performance.now() - started) / 1000 },
       });
-      // Let signal handlers (and the progress bar) run after every step: a macrotask turn costs
-      // microseconds, a step milliseconds, and a stop is then seen before the next step.
-      await new Promise((r) => setImmediate(r));
+      // One step in flight: step k is queued before step k-1's loss is read, so the GPU never waits
+      // for the CPU to read a number back (CPU backends lose nothing). Its numbers are added here.
+      let pending:
+        { result: Promise<[number, number]>; n: number; step: number; learningRate: number } | undefined;
+      const settle = async (): Promise<void> => {
+        if (pending === undefined) return;
+        const { result, n, step, learningRate } = pending;
+        pending = undefined;
+        const [loss, hits] = await result;
+        if (!Number.isFinite(loss)) {
+          bar.stop();
+          throw diverged(loss, epoch, step + 1, 'training', learningRate);
+        }
+        sums.lossSum += loss * n;
+        sums.correct += hits;
+        sums.seen += n;
+        const elapsed = (performance.now() - started) / 1000;
+        bar.update(sums.seen, {
+          loss: (sums.lossSum / sums.seen).toFixed(4),
+          'img/s': Math.round((sums.seen - seenBefore) / elapsed),
+        });
+      };
+      for (let step = firstStep; step < stepsPerEpoch; step++) {
+        if (stopAsked()) {
+          await settle();
+          bar.stop();
+          throw new StopRequested(snapshot(step));
+        }
+        const n = Math.min(batchSize, trainSet.count - step * batchSize);
+        let input: Float32Array | tf.Tensor4D = x;
+        if (gpuImages) {
+          batchParams(
+            trainSet,
+            order,
+            step * batchSize,
+            n,
+            augmentation,
+            random,
+            params,
+            PARAMS_PER_IMAGE,
+            y,
+          );
+          input = gpuImages.batch(params, n);
+        } else {
+          assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
+        }
+        const learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
+        const result = trainStep(
+          model,
+          variables,
+          optimizer,
+          input,
+          y,
+          n,
+          numClasses,
+          config.labelSmoothing,
+          learningRate,
+        );
+        // Seen when settled; a failure while the previous step settles must not leave it unhandled.
+        result.catch(() => undefined);
+        if (!(input instanceof Float32Array)) input.dispose();
+        await settle();
+        sums.learningRate = learningRate;
+        pending = { result, n, step, learningRate };
+        // Let signal handlers (and the progress bar) run after every step: a macrotask turn costs
+        // microseconds, a step milliseconds, and a stop is then seen before the next step.
+        await new Promise((r) => setImmediate(r));
+      }
+      await settle();
+      bar.stop();
+      hooks.run.bar = undefined;
+      sums.seconds += (performance.now() - started) / 1000;
+      const validationResult = await evaluateModel(model, validation, normalization, numClasses);
+      if (!Number.isFinite(validationResult.loss)) {
+        throw diverged(validationResult.loss, epoch, 0, 'validation', sums.learningRate);
+      }
+      const metrics: EpochMetrics = {
+        epoch,
+        trainLoss: sums.lossSum / sums.seen,
+        trainAccuracy: sums.correct / sums.seen,
+        validationLoss: validationResult.loss,
+        validationAccuracy: validationResult.accuracy,
+        learningRate: sums.learningRate,
+        seconds: sums.seconds,
+        imagesPerSecond: sums.seen / sums.seconds,
+      };
+      history.push(metrics);
+      log(
+        `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${(metrics.trainAccuracy * 100).toFixed(2)}% | ` +
+          `validation loss ${metrics.validationLoss.toFixed(4)} acc ${(metrics.validationAccuracy * 100).toFixed(2)}% | ` +
+          `${metrics.seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
+      );
+      await hooks.onEpochEnd({
+        epoch,
+        step: stepsPerEpoch,
+        order,
+        randomState: random.state,
+        history,
+        sums: { ...sums },
+      });
     }
-    bar.stop();
-    hooks.run.bar = undefined;
-    sums.seconds += (performance.now() - started) / 1000;
-    const validationResult = await evaluateModel(model, validation, normalization, numClasses);
-    if (!Number.isFinite(validationResult.loss)) {
-      throw diverged(validationResult.loss, epoch, 0, 'validation', sums.learningRate);
-    }
-    const metrics: EpochMetrics = {
-      epoch,
-      trainLoss: sums.lossSum / sums.seen,
-      trainAccuracy: sums.correct / sums.seen,
-      validationLoss: validationResult.loss,
-      validationAccuracy: validationResult.accuracy,
-      learningRate: sums.learningRate,
-      seconds: sums.seconds,
-      imagesPerSecond: sums.seen / sums.seconds,
-    };
-    history.push(metrics);
-    log(
-      `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${(metrics.trainAccuracy * 100).toFixed(2)}% | ` +
-        `validation loss ${metrics.validationLoss.toFixed(4)} acc ${(metrics.validationAccuracy * 100).toFixed(2)}% | ` +
-        `${metrics.seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
-    );
-    await hooks.onEpochEnd({
-      epoch,
-      step: stepsPerEpoch,
-      order,
-      randomState: random.state,
-      history,
-      sums: { ...sums },
-    });
+  } finally {
+    gpuImages?.dispose();
   }
   return history;
-}
-
-/**
- * One SGD step; resolves to the batch's mean loss and number of correct predictions. (Also used by
- * the benchmark.) The two numbers are read back with `data()`: WebGPU in Node cannot read synchronously.
- */
-export async function trainStep(
-  model: tf.LayersModel,
-  variables: tf.Variable[],
-  optimizer: Sgd,
-  x: Float32Array,
-  y: Int32Array,
-  n: number,
-  numClasses: number,
-  labelSmoothing: number,
-  learningRate: number,
-): Promise<[number, number]> {
-  const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
-    const [h, w, c] = model.inputs[0]!.shape.slice(1) as [number, number, number];
-    const input = tf.tensor4d(x.subarray(0, n * h * w * c), [n, h, w, c]);
-    const labels = tf.tensor1d(y.subarray(0, n), 'int32');
-    const targets = tf.oneHot(labels, numClasses);
-    let hits: tf.Tensor | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const logits = model.apply(input, { training: true }) as tf.Tensor;
-      // variableGrads disposes everything made in here but the loss: keep the hit count explicitly.
-      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32')));
-      return tf.losses.softmaxCrossEntropy(targets, logits, undefined, labelSmoothing) as tf.Scalar;
-    }, variables);
-    optimizer.step(
-      variables.map((v) => grads[v.name]!),
-      learningRate,
-    );
-    return [value, hits!];
-  });
-  try {
-    const [loss, correct] = await Promise.all([outputs[0].data(), outputs[1].data()]);
-    return [loss[0]!, correct[0]!];
-  } finally {
-    tf.dispose(outputs);
-  }
 }
 
 /** Holds out a seeded random `fraction` of the training images for validation. */
