@@ -102,7 +102,7 @@ describe('image-classifier-trainer', () => {
     // Generated data is easy: the tutorial net learns it in two epochs.
     expect(run.metrics.test.accuracy).toBeGreaterThan(0.5);
     expect(run.manifest.results.testAccuracy).toBe(run.metrics.test.accuracy);
-    const model = await run.loadModel();
+    const model = await run.loadLayersModel();
     expect(model.outputs[0]!.shape).toEqual([null, 10]);
     model.dispose();
     expect(readFileSync(join(runDir, 'train.log'), 'utf8')).toContain('test: accuracy');

@@ -173,7 +173,7 @@ describe('predict and evaluate', () => {
     const run = await loadRun(fx.run, fx.experiments);
     const { mean, std, inputShape } = run.manifest.preprocessing;
     const [h, w, c] = inputShape;
-    const model = await run.loadModel();
+    const model = await run.loadLayersModel();
     try {
       for (const row of rows) {
         const pixels = await decodeImage(row.file, { height: h, width: w });

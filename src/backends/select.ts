@@ -22,6 +22,11 @@ export interface BackendInfo {
   package: string;
   /** The GPU adapter it runs on (WebGPU), as the driver describes it. */
   adapter?: string;
+  /**
+   * When `auto` had a GPU backend and a CPU one to choose from: each one's measured milliseconds per
+   * training step of the run's model and batch size; the faster was chosen.
+   */
+  measuredStepMs?: Partial<Record<BackendName, number>>;
 }
 
 /** The parts of a WebGPU adapter we read (the `webgpu` package has no types we depend on). */
@@ -211,12 +216,23 @@ export interface BackendReport {
   works: boolean;
   /** What runs it, when it works: package versions (and the native kernels' instruction set), threads. */
   detail?: string;
+  /** Milliseconds per training step, when probed with a step to measure (not for plain-JS `cpu`). */
+  stepMs?: number;
   reason?: string;
+}
+
+/** Times a training step on the active backend (src/training/step.ts measureTrainingStep). */
+export type MeasureStep = () => Promise<number>;
+
+async function measureOn(info: BackendInfo, measure: MeasureStep): Promise<number> {
+  const candidate = CANDIDATES.find((c) => c.name === info.name)!;
+  await tf.setBackend(candidate.tfjsName ?? candidate.name);
+  return measure();
 }
 
 /** Picks and activates the backend for `device`/`backend`; explains every rejected candidate on failure. */
 export async function selectBackend(
-  options: Pick<RunConfig, 'device' | 'backend'> & { threads?: number },
+  options: Pick<RunConfig, 'device' | 'backend'> & { threads?: number; measureStep?: MeasureStep },
 ): Promise<BackendInfo> {
   const { device, backend } = options;
   const threads = options.threads ?? availableParallelism();
@@ -234,24 +250,62 @@ export async function selectBackend(
   }
   const failures: string[] = [];
   for (const candidate of candidates) {
+    let info: BackendInfo;
     try {
-      return await tryCandidate(candidate, threads, backend !== 'auto');
+      info = await tryCandidate(candidate, threads, backend !== 'auto');
     } catch (error) {
       failures.push(`${candidate.name}: ${firstLine(error)}`);
+      continue;
     }
+    // A GPU is not always faster: a small model at a small batch is bound by the cost of each of its
+    // hundreds of kernel calls, which a GPU pays in dispatch and a CPU backend barely at all. With a
+    // step to measure, `auto` (on any device) times the GPU backend against the best CPU one and keeps
+    // the faster; `--device gpu` or a named backend is taken as asked.
+    if (info.device === 'gpu' && backend === 'auto' && device === 'auto' && options.measureStep) {
+      const cpu = await firstWorking(
+        CANDIDATES.filter((c) => c.device === 'cpu'),
+        threads,
+      );
+      if (cpu !== undefined) {
+        const gpuMs = await measureOn(info, options.measureStep);
+        const cpuMs = await measureOn(cpu, options.measureStep);
+        const winner = gpuMs <= cpuMs ? info : cpu;
+        await measureOn(winner, async () => 0);
+        return { ...winner, measuredStepMs: { [info.name]: gpuMs, [cpu.name]: cpuMs } };
+      }
+    }
+    return info;
   }
   const what = backend !== 'auto' ? `--backend ${backend}` : `--device ${device}`;
   throw new BackendError(`no backend works for ${what} (${failures.join('; ')})`);
 }
 
-/** For `doctor`: tries every backend (each in turn) and says which load and why others do not. */
-export async function probeBackends(threads = availableParallelism()): Promise<BackendReport[]> {
+async function firstWorking(candidates: Candidate[], threads: number): Promise<BackendInfo | undefined> {
+  for (const candidate of candidates) {
+    try {
+      return await tryCandidate(candidate, threads);
+    } catch {
+      // the next one
+    }
+  }
+  return undefined;
+}
+
+/**
+ * For `doctor`: tries every backend (each in turn) and says which load and why others do not; with
+ * `measureStep`, each working one's step time (but plain-JS `cpu`'s: minutes).
+ */
+export async function probeBackends(
+  threads = availableParallelism(),
+  measureStep?: MeasureStep,
+): Promise<BackendReport[]> {
   const reports: BackendReport[] = [];
   for (const candidate of CANDIDATES) {
     try {
       const info = await tryCandidate(candidate, threads);
       const detail = `${info.package}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
-      reports.push({ name: candidate.name, device: candidate.device, works: true, detail });
+      const stepMs = measureStep && info.name !== 'cpu' ? await measureStep() : undefined;
+      reports.push({ name: candidate.name, device: candidate.device, works: true, detail, stepMs });
     } catch (error) {
       reports.push({
         name: candidate.name,
@@ -262,4 +316,16 @@ export async function probeBackends(threads = availableParallelism()): Promise<B
     }
   }
   return reports;
+}
+
+/**
+ * The backend `auto` picks among probed ones: the first that works in order of preference, but a GPU
+ * one only when its measured step is not slower than the best CPU one's.
+ */
+export function autoChoice(reports: BackendReport[]): BackendReport | undefined {
+  const first = reports.find((r) => r.works);
+  if (first?.device !== 'gpu') return first;
+  const cpu = reports.find((r) => r.works && r.device === 'cpu');
+  if (cpu?.stepMs === undefined || first.stepMs === undefined) return first;
+  return first.stepMs <= cpu.stepMs ? first : cpu;
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // image-classifier-trainer: parses flags (derived from the config schema) and calls the library.
-import { readFileSync } from 'node:fs';
 import yargs, { type Argv, type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError, probeBackends } from '../backends/select.js';
 import { terminalProgress } from '../reports/progress.js';
+import { readBoundedFileSync } from '../util/bounded-read.js';
 import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
 import { compareRuns, comparisonTable } from '../runs/compare.js';
 import { reproduce } from '../runs/reproduce.js';
@@ -136,7 +136,8 @@ function groupOf(key: string): string {
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    // Bounded, regular files only: `--config /dev/zero` must not read forever.
+    text = readBoundedFileSync(path, 2 ** 20).toString('utf8');
   } catch (error) {
     throw new ConfigError(
       `--config ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,

@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
+import { ConfigError } from '../config.js';
 import { selectImages, type Dataset, type ImageSet } from './dataset.js';
 import { Random } from './random.js';
 import type { ProgressFactory } from '../reports/progress.js';
@@ -201,6 +202,21 @@ async function writeCache(file: string, header: CacheHeader, labels: Uint8Array,
   }
 }
 
+/** Why a file cannot be read at all (permission, missing, a folder), or null when it can be opened. */
+async function whyUnreadable(file: string): Promise<string | null> {
+  try {
+    const handle = await open(file, 'r');
+    await handle.close();
+    return (await stat(file)).isDirectory() ? 'is a folder, not an image' : null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+    if (code === 'ENOENT') return 'no such file';
+    if (code === 'EISDIR') return 'is a folder, not an image';
+    return code ?? null;
+  }
+}
+
 /**
  * Decodes one image (a file path or the encoded bytes) to `height * width * 3` RGB bytes (HWC), as
  * training sees it; prediction and serving call this too, so their inputs match training's exactly.
@@ -211,13 +227,21 @@ export async function decodeImage(
 ): Promise<Buffer> {
   // removeAlpha drops alpha like PIL's convert('RGB'); srgb makes greyscale 3 channels;
   // resize is skipped by sharp when the size already matches.
-  const { data, info } = await sharp(input)
-    .autoOrient()
-    .removeAlpha()
-    .toColourspace('srgb')
-    .resize(size.width, size.height, { fit: 'fill' })
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await sharp(input)
+      .autoOrient()
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(size.width, size.height, { fit: 'fill' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    // sharp says "unsupported image format" for a file it may not open: say why it could not.
+    const unreadable = typeof input === 'string' ? await whyUnreadable(input) : null;
+    throw unreadable ? new Error(unreadable) : error;
+  }
+  const { data, info } = decoded;
   if (info.channels !== CHANNELS || info.width !== size.width || info.height !== size.height) {
     throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
   }
@@ -303,6 +327,13 @@ export async function loadImageFolder(options: ImageFolderOptions): Promise<Data
   const testDir = trainDir !== root && (await isDirectory(path.join(root, 'test'))) ? path.join(root, 'test') : undefined;
   const classNames = await classFolders(trainDir);
   if (classNames.length === 0) throw new Error(`No class folders in ${trainDir} (expected <class>/<image> files)`);
+  // Refused before any decoding: with one class there is nothing to tell apart (tfjs would fail later
+  // with "oneHot: depth must be >=2").
+  if (classNames.length === 1) {
+    throw new ConfigError(
+      `--dataset-folder ${options.folder}: ${trainDir} has one class folder (${classNames[0]}); a classifier needs at least 2 (<folder>/<class>/<image>)`,
+    );
+  }
   if (classNames.length > 256) throw new Error(`${trainDir} has ${classNames.length} class folders; at most 256 are supported`);
   if (testDir) {
     const testClasses = await classFolders(testDir);

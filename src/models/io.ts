@@ -1,9 +1,12 @@
 // Saving and loading tfjs LayersModels as files (model.json + weights.bin) without tfjs-node, whose
 // `file://` handler is the usual way but is not installable everywhere. The format is tfjs's own, so
 // `tf.loadLayersModel('file://.../model.json')` (tfjs-node) or any http loader reads it too.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, realpath, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../config.js';
+import { readBoundedFile } from '../util/bounded-read.js';
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -43,14 +46,117 @@ export async function saveModel(model: tf.LayersModel, folder: string): Promise<
   );
 }
 
-/** Loads model.json (and its weight files, relative to it) from disk. */
-export async function loadModelFile(modelJsonPath: string): Promise<tf.LayersModel> {
-  const json = JSON.parse(await readFile(modelJsonPath, 'utf8')) as ModelJson;
+/** model.json is topology and a weights manifest: tens of KB for our models; far more is not one of ours. */
+const MAX_MODEL_JSON_BYTES = 64 * 2 ** 20;
+/** The most one weights file may hold (a Buffer's limit is near it anyway). */
+const MAX_WEIGHTS_BYTES = 2 ** 31 - 1;
+
+export interface LoadModelFileOptions {
+  /**
+   * sha256 of the model's files by path relative to the model folder (e.g. `weights.bin`). When given,
+   * every file read must be listed and match, or nothing is loaded.
+   */
+  sha256?: Record<string, string>;
+  /** Where those hashes come from, for the message (e.g. the run's run.json). */
+  recordedIn?: string;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return code ?? (error as Error).message.split('\n')[0]!;
+}
+
+/** A weights path of model.json, refused unless it names a file inside the model folder. */
+function weightsPath(folder: string, path: string, modelJsonPath: string): string {
+  const unsafe =
+    typeof path !== 'string' ||
+    path === '' ||
+    isAbsolute(path) ||
+    /^[a-z][a-z0-9+.-]*:/i.test(path) ||
+    path.includes('\0') ||
+    path.split(/[\\/]/).includes('..');
+  const full = resolve(folder, String(path));
+  const rel = relative(folder, full);
+  if (unsafe || rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+    throw new ConfigError(
+      `${modelJsonPath} names the weights file ${JSON.stringify(path)}, outside its folder ${folder}; refusing to load it`,
+    );
+  }
+  return full;
+}
+
+/**
+ * Loads model.json (and its weight files, relative to it) from disk. Weight files must lie inside
+ * model.json's folder (no `..`, absolute paths, URLs or links out of it); with `sha256`, every file
+ * must match its recorded hash. Refusals are ConfigErrors naming the file.
+ */
+export async function loadModelFile(
+  modelJsonPath: string,
+  options: LoadModelFileOptions = {},
+): Promise<tf.LayersModel> {
+  const folder = dirname(resolve(modelJsonPath));
+  const realFolder = await realpath(folder).catch(() => folder);
+  const recordedIn = options.recordedIn ?? 'the recorded hashes';
+  const read = async (file: string, maxBytes: number): Promise<Buffer> => {
+    // A link inside the folder that points out of it is refused like a `..` path.
+    const real = await realpath(file).catch(() => null);
+    if (real !== null && !real.startsWith(realFolder + sep)) {
+      throw new ConfigError(`${file} links outside the model folder ${folder}; refusing to load it`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readBoundedFile(file, maxBytes);
+    } catch (error) {
+      throw new ConfigError(`cannot read the model file ${file} (${reasonOf(error)})`);
+    }
+    if (options.sha256) {
+      const name = relative(folder, file).split(sep).join('/');
+      const expected = options.sha256[name];
+      if (expected === undefined) {
+        throw new ConfigError(
+          `${file} is not among the model files ${recordedIn} lists; refusing to load it`,
+        );
+      }
+      if (sha256(bytes) !== expected) {
+        throw new ConfigError(
+          `${file} has changed since the run was written (its sha256 is not the one in ${recordedIn}); refusing to load it`,
+        );
+      }
+    }
+    return bytes;
+  };
+  const jsonPath = resolve(modelJsonPath);
+  let json: ModelJson;
+  try {
+    json = JSON.parse((await read(jsonPath, MAX_MODEL_JSON_BYTES)).toString('utf8')) as ModelJson;
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`${jsonPath} is not valid JSON (${(error as Error).message.split('\n')[0]})`);
+  }
+  if (
+    json === null ||
+    typeof json !== 'object' ||
+    !Array.isArray(json.weightsManifest) ||
+    json.weightsManifest.some((g) => g === null || !Array.isArray(g.paths) || !Array.isArray(g.weights))
+  ) {
+    throw new ConfigError(`${jsonPath} is not a tfjs model.json (no weightsManifest with paths and weights)`);
+  }
+  // Every path is checked before any is read.
+  const groups = json.weightsManifest.map((group) => ({
+    weights: group.weights,
+    files: group.paths.map((p) => weightsPath(folder, p, jsonPath)),
+  }));
   const specs: tf.io.WeightsManifestEntry[] = [];
   const parts: Buffer[] = [];
-  for (const group of json.weightsManifest) {
+  for (const group of groups) {
     specs.push(...group.weights);
-    for (const path of group.paths) parts.push(await readFile(join(dirname(modelJsonPath), path)));
+    for (const file of group.files) parts.push(await read(file, MAX_WEIGHTS_BYTES));
   }
   const all = Buffer.concat(parts);
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);

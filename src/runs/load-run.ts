@@ -1,20 +1,34 @@
-// Reading finished runs back: the manifest, the metrics and the model.
+// Reading finished runs back: the manifest, the metrics and the model. Nothing in a run folder is
+// trusted: run.json and metrics.json are size-bounded and checked before use, and the model's files
+// must match the sha256 hashes run.json recorded.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../config.js';
+import { selectBackend } from '../backends/select.js';
+import { createClassifier, type ClassifierModel, type ModelBackendOptions } from '../models/classifier.js';
 import { loadModelFile, MODEL_FILE } from '../models/io.js';
 import type { Metrics } from '../training/train.js';
-import { MANIFEST_FILE, type Manifest } from './manifest.js';
+import { readBoundedFile } from '../util/bounded-read.js';
+import { MANIFEST_FILE, ManifestError, parseManifest, type Manifest } from './manifest.js';
+
+export const METRICS_FILE = 'metrics.json';
+/** run.json and metrics.json are kilobytes; a file far larger is not one we wrote. */
+const MAX_JSON_BYTES = 16 * 2 ** 20;
 
 export interface LoadedRun {
   /** Absolute path of the run folder. */
   path: string;
   manifest: Manifest;
   metrics: Metrics;
-  /** Loads the trained model (the caller disposes it). */
-  loadModel(): Promise<tf.LayersModel>;
+  /**
+   * Loads the trained model as a classifier on the selected backend (auto by default): the same
+   * thing `loadModel()` returns, ready for `predict`. Its files must match run.json's hashes. The
+   * caller disposes it.
+   */
+  loadModel(options?: ModelBackendOptions): Promise<ClassifierModel>;
+  /** The bare tfjs model (it outputs logits), on the current backend; the caller disposes it. */
+  loadLayersModel(): Promise<tf.LayersModel>;
 }
 
 /** The folder of `run`: `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
@@ -25,21 +39,89 @@ export function findRunFolder(run: string, experimentsFolder = './experiments'):
   return path;
 }
 
-/** A run's manifest (run.json). */
-export async function readManifest(path: string): Promise<Manifest> {
+function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return code ?? (error as Error).message.split('\n')[0]!;
+}
+
+/** A JSON file of the run folder, parsed; bounded in size. */
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(join(path, MANIFEST_FILE), 'utf8')) as Manifest;
+    text = (await readBoundedFile(file, MAX_JSON_BYTES)).toString('utf8');
   } catch (error) {
-    throw new ConfigError(
-      `${join(path, MANIFEST_FILE)}: cannot be read (${(error as Error).message.split('\n')[0]})`,
-    );
+    throw new ConfigError(`${file}: cannot be read (${reasonOf(error)})`);
   }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ConfigError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
+  }
+}
+
+/** A run's manifest (run.json), checked: a file that is not a manifest is refused with a ConfigError. */
+export async function readManifest(path: string): Promise<Manifest> {
+  const file = join(path, MANIFEST_FILE);
+  const data = await readJson(file);
+  try {
+    return parseManifest(data, file);
+  } catch (error) {
+    if (error instanceof ManifestError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+/** metrics.json: the history and the test evaluation, checked for the fields the commands read. */
+async function readMetrics(path: string): Promise<Metrics> {
+  const file = join(path, METRICS_FILE);
+  const data = (await readJson(file)) as Partial<Metrics> | null;
+  const ok =
+    data !== null &&
+    typeof data === 'object' &&
+    Array.isArray(data.history) &&
+    data.history.every((h) => h !== null && typeof h === 'object' && typeof h.epoch === 'number') &&
+    data.test !== null &&
+    typeof data.test === 'object' &&
+    typeof data.test.accuracy === 'number';
+  if (!ok) throw new ConfigError(`${file} is not a run's metrics (history and test results)`);
+  return data as Metrics;
+}
+
+/** The sha256 of the model's files from run.json, by path relative to the model folder. */
+function modelHashes(manifest: Manifest): Record<string, string> {
+  const prefix = 'model/';
+  return Object.fromEntries(
+    Object.entries(manifest.files)
+      .filter(([file]) => file.startsWith(prefix))
+      .map(([file, hash]) => [file.slice(prefix.length), hash]),
+  );
 }
 
 /** `run` is `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
 export async function loadRun(run: string, experimentsFolder = './experiments'): Promise<LoadedRun> {
   const path = findRunFolder(run, experimentsFolder);
   const manifest = await readManifest(path);
-  const metrics = JSON.parse(await readFile(join(path, 'metrics.json'), 'utf8')) as Metrics;
-  return { path, manifest, metrics, loadModel: () => loadModelFile(join(path, 'model', MODEL_FILE)) };
+  const metrics = await readMetrics(path);
+  const loadLayersModel = () =>
+    loadModelFile(join(path, 'model', MODEL_FILE), {
+      sha256: modelHashes(manifest),
+      recordedIn: join(path, MANIFEST_FILE),
+    });
+  return {
+    path,
+    manifest,
+    metrics,
+    loadLayersModel,
+    async loadModel(options: ModelBackendOptions = {}) {
+      const started = performance.now();
+      const backend = await selectBackend({
+        device: options.device ?? 'auto',
+        backend: options.backend ?? 'auto',
+        threads: options.threads,
+      });
+      return createClassifier(await loadLayersModel(), manifest, path, backend, started);
+    },
+  };
 }

@@ -3,10 +3,13 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, platform, release, totalmem } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { simpleGit } from 'simple-git';
 import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
 import type { RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
+import { redactConfig } from '../util/redact.js';
 
 export const MANIFEST_FILE = 'run.json';
 
@@ -63,6 +66,12 @@ export interface Manifest {
   files: Record<string, string>;
   /** Where the run was tracked (`--wandb`); null when it was not. Absent in runs written before. */
   tracking?: { wandb: WandbTracking } | null;
+  /**
+   * sha256 of this manifest's content (every other field, as canonical JSON): `verify` notices an edited
+   * run.json. A checksum, not a signature: it catches accidents and careless edits, not a forger.
+   * Absent in runs written before.
+   */
+  manifestSha256?: string;
 }
 
 /** A run's Weights & Biases record: where it went, or why it went nowhere. Never holds the API key. */
@@ -136,6 +145,124 @@ export function configArgs(config: Partial<RunConfig>, flag: (key: string) => st
   return words;
 }
 
+/** The command that reruns `config`; a download URL loses its credentials (they are never stored). */
 export function rerunCommand(config: RunConfig, flag: (key: string) => string): string {
-  return ['image-classifier-trainer', ...configArgs(config, flag).map(shellWord)].join(' ');
+  return ['image-classifier-trainer', ...configArgs(redactConfig(config), flag).map(shellWord)].join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading run.json back without trusting it: its shape is checked before any field is used.
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 (64 hex digits)');
+/** A file the run wrote: a relative path inside the run folder. */
+const runFile = z
+  .string()
+  .min(1)
+  .refine(
+    (p) => !isAbsolute(p) && !p.split(/[\\/]/).includes('..') && !p.includes('\0'),
+    'must be a path inside the run folder',
+  );
+const positiveInt = z.number().int().positive();
+
+/**
+ * The fields of run.json that the commands read, checked; other fields pass through (runs written by
+ * newer versions may have more).
+ */
+export const manifestSchema = z.looseObject({
+  schemaVersion: z.literal(1),
+  experiment: z.string().min(1),
+  run: z.string().min(1),
+  status: z.literal('completed'),
+  command: z.string(),
+  config: z.looseObject({
+    experimentName: z.string().min(1),
+    runName: z.string().min(1),
+    model: z.string().min(1),
+    dataset: z.string().min(1),
+  }),
+  seed: z.number(),
+  git: z.looseObject({ commit: z.string().nullable(), dirty: z.boolean() }).nullable(),
+  versions: z.looseObject({ node: z.string(), package: z.string(), tfjs: z.string() }),
+  backend: z.looseObject({ name: z.string(), device: z.string(), threads: z.number(), package: z.string() }),
+  system: z.looseObject({ os: z.string(), arch: z.string(), cpu: z.string() }),
+  dataset: z.looseObject({
+    kind: z.string(),
+    source: z.string(),
+    classNames: z.array(z.string()).min(2).max(256),
+    checksums: z.record(z.string(), z.string()),
+  }),
+  preprocessing: z.looseObject({
+    inputShape: z.tuple([positiveInt.max(4096), positiveInt.max(4096), z.literal(3)]),
+    scale: z.number(),
+    mean: z.array(z.number()).length(3),
+    std: z.array(z.number().positive()).length(3),
+    output: z.literal('logits'),
+  }),
+  pretrained: z
+    .looseObject({ path: z.string(), run: z.string().nullable(), weightsSha256: z.string() })
+    .nullable(),
+  resumes: z.array(z.looseObject({ at: z.string(), epoch: z.number(), step: z.number() })),
+  reproductionOf: z.string().nullable(),
+  results: z.looseObject({
+    testAccuracy: z.number(),
+    testLoss: z.number(),
+    validationAccuracy: z.number(),
+    validationLoss: z.number(),
+  }),
+  timing: z.looseObject({ trainSeconds: z.number(), imagesPerSecond: z.number() }),
+  files: z.record(runFile, sha256Hex),
+  tracking: z.looseObject({}).nullable().optional(),
+  manifestSha256: sha256Hex.optional(),
+});
+
+/** Thrown for a run.json that is not a manifest: one line naming the first bad field. */
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
+
+/** Checks parsed run.json content; `file` names it in the error. */
+export function parseManifest(data: unknown, file: string): Manifest {
+  const result = manifestSchema.safeParse(data, { reportInput: true });
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
+    const message = issue.input === undefined ? 'missing' : issue.message;
+    const what =
+      data === null || typeof data !== 'object' || Array.isArray(data)
+        ? `holds ${data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data}, not a run manifest`
+        : where
+          ? `is not a run manifest: ${where}: ${message}`
+          : `is not a run manifest: ${message}`;
+    throw new ManifestError(`${file} ${what}`);
+  }
+  // The schema checks what is read; the rest of the type is the writer's promise.
+  return result.data as unknown as Manifest;
+}
+
+/** JSON with object keys sorted at every level: the same text for the same content, however it was formatted. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value))
+    return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The checksum run.json records of itself: sha256 of its content without `manifestSha256`. */
+export function manifestChecksum(manifest: object): string {
+  const { manifestSha256: _, ...content } = manifest as Record<string, unknown>;
+  return createHash('sha256').update(canonicalJson(content)).digest('hex');
+}
+
+/**
+ * run.json's text: the manifest with its download URL (config and command) redacted and its own
+ * checksum added. Everything that writes a run.json writes this.
+ */
+export function manifestText(manifest: Manifest): string {
+  const stored: Manifest = { ...manifest, config: redactConfig(manifest.config) };
+  return JSON.stringify({ ...stored, manifestSha256: manifestChecksum(stored) }, null, 2);
 }

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../config.js';
+import { assertWritableFolder } from '../util/writable.js';
 import { hasCheckpoint } from './checkpoint.js';
 
 export interface RunFolder {
@@ -63,6 +64,7 @@ export function assertRunIsNew(experimentsFolder: string, experiment: string, ru
       `--run-name ${run}: ${experiment}/${run} is being trained by process ${live.pid} (its folder: ${live.path}); choose another name`,
     );
   }
+  assertWritableFolder(resolve(experimentsFolder, experiment), '--experiments-folder', experimentsFolder);
 }
 
 function pidAlive(pid: number): boolean {

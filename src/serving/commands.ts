@@ -18,6 +18,8 @@ import {
 } from './server.js';
 
 const PROGRAM = 'image-classifier-trainer';
+/** Signals closer together than this are one (see runServe). */
+const DUPLICATE_SIGNAL_MS = 500;
 
 function computeOptions(y: Argv): Argv {
   return y
@@ -184,6 +186,19 @@ export function predictOptions(y: Argv): Argv {
     );
 }
 
+/**
+ * Label smoothing trains the model towards `1 - s + s/K` for the right class, not 1: a confident
+ * prediction then reads e.g. 82%, which looks low to someone who does not know. Said once, on stderr.
+ */
+export function smoothingNote(labelSmoothing: unknown, classes: number): string | null {
+  if (typeof labelSmoothing !== 'number' || !(labelSmoothing > 0) || classes < 2) return null;
+  const ceiling = 1 - labelSmoothing + labelSmoothing / classes;
+  return (
+    `note: this model was trained with label smoothing ${labelSmoothing}, so even a sure prediction gets about ` +
+    `${(ceiling * 100).toFixed(0)}%, not 100%: compare the probabilities with each other, not with 100%`
+  );
+}
+
 export async function runPredict(argv: Record<string, unknown>): Promise<void> {
   const inputs = (argv.inputs as string[] | undefined) ?? [];
   const topK = positiveInteger(argv, 'topK', 'top-k') ?? DEFAULT_TOP_K;
@@ -200,6 +215,8 @@ export async function runPredict(argv: Record<string, unknown>): Promise<void> {
       progress: showProgress ? terminalProgress() : silentProgress,
       onError: ({ file, reason }) => process.stderr.write(`${PROGRAM}: skipped ${file}: ${reason}\n`),
     });
+    const note = smoothingNote(model.manifest.config.labelSmoothing, model.classNames.length);
+    if (note && result.predicted > 0) process.stderr.write(`${note}\n`);
     if (result.images === 0 && result.failed.length === 0) {
       throw new ConfigError(
         `no image files in ${inputs.join(', ')} (looked for ${IMAGE_EXTENSIONS.join(' ')})`,
@@ -296,10 +313,14 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   // Signals are handled from here on: a second one while draining quits at once.
   let stop: (signal: NodeJS.Signals) => void = () => {};
   const stopped = new Promise<NodeJS.Signals>((resolve) => (stop = resolve));
-  let signals = 0;
+  let first: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) process.exit(1);
-    stop(signal);
+    // One Ctrl-C can arrive twice: from the terminal to the whole process group, and forwarded by a
+    // parent such as npm (npx). Only a signal well after the first is a second one.
+    if (first === undefined) {
+      first = performance.now();
+      stop(signal);
+    } else if (performance.now() - first > DUPLICATE_SIGNAL_MS) process.exit(1);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

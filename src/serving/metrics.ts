@@ -94,7 +94,8 @@ export class ServerMetrics {
   constructor(private readonly info: ModelInfo) {}
 
   /** One finished request: `route` is a known path or 'other', so unknown URLs cannot grow the series. */
-  observeRequest(route: string, status: number, seconds: number): void {
+  /** `status` is 'aborted' when the client went away before the answer was sent. */
+  observeRequest(route: string, status: number | 'aborted', seconds: number): void {
     const labels = { route, status: String(status) };
     this.requests.inc(labels);
     this.latency.observe(labels, seconds);
@@ -107,7 +108,7 @@ export class ServerMetrics {
     this.inference.observe({}, seconds);
   }
 
-  requestCount(route: string, status: number): number {
+  requestCount(route: string, status: number | 'aborted'): number {
     return this.requests.get({ route, status: String(status) });
   }
 

@@ -1,58 +1,20 @@
-// A trained run as a classifier: load it once, then decode images exactly as training did and turn
-// logits into labels and probabilities. The CLI's predict and serve commands and library users share it.
-import * as tf from '@tensorflow/tfjs';
-import type { RunConfig } from '../config.js';
-import { selectBackend, type BackendInfo } from '../backends/select.js';
-import { decodeImage } from '../data/image-folder.js';
-import type { ImageSet } from '../data/dataset.js';
+// Loading a trained run for inference and classifying images with it: the library's `loadModel` and
+// `predict`, which the CLI's predict and serve commands share. The classifier itself is
+// src/models/classifier.ts (what `loadRun(...).loadModel()` returns too).
 import { loadRun } from '../runs/load-run.js';
-import type { Manifest } from '../runs/manifest.js';
-import { assembleBatch, NO_AUGMENTATION } from '../training/batches.js';
+import type { ClassifierModel, ImageInput, ModelBackendOptions, Prediction } from '../models/classifier.js';
 
-/** An image to classify: the path of a file, or its encoded bytes (any format sharp reads). */
-export type ImageInput = string | Uint8Array;
+export {
+  DEFAULT_TOP_K,
+  type ClassifierModel,
+  type ImageInput,
+  type LabelProbability,
+  type ModelBackendOptions,
+  type Prediction,
+} from '../models/classifier.js';
 
-export interface LabelProbability {
-  label: string;
-  probability: number;
-}
-
-export interface Prediction {
-  /** The most probable class (the argmax of the logits). */
-  label: string;
-  probability: number;
-  /** The `topK` most probable classes, most probable first. */
-  top: LabelProbability[];
-  /** The probability of every class, in the order of `classNames`. */
-  probabilities: number[];
-}
-
-export interface LoadModelOptions {
+export interface LoadModelOptions extends ModelBackendOptions {
   experimentsFolder?: string;
-  device?: RunConfig['device'];
-  backend?: RunConfig['backend'];
-  /** Threads for the CPU backends (default: all cores). */
-  threads?: number;
-}
-
-export interface ClassifierModel {
-  /** `<experiment>/<run>`, as run.json names it. */
-  readonly runId: string;
-  /** Absolute path of the run folder. */
-  readonly path: string;
-  readonly manifest: Manifest;
-  readonly classNames: string[];
-  /** [height, width, channels] of the model's input. */
-  readonly inputShape: [number, number, number];
-  readonly backend: BackendInfo;
-  /** Seconds it took to select the backend and load the weights. */
-  readonly loadSeconds: number;
-  /** Decodes and resizes one image as training did: `height * width * 3` uint8 RGB values. */
-  decode(input: ImageInput): Promise<Uint8Array>;
-  /** Classifies decoded images (from `decode`) in one model call. */
-  classify(images: Uint8Array[], topK?: number): Promise<Prediction[]>;
-  /** Frees the model's tensors. */
-  dispose(): void;
 }
 
 /** An image that could not be decoded; `input` names it (its path, or its index among the inputs). */
@@ -66,100 +28,17 @@ export class ImageDecodeError extends Error {
   }
 }
 
-export const DEFAULT_TOP_K = 3;
-
 function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
 }
 
-/** Softmax in float64 on the logits, so the probabilities of an image sum to 1 up to rounding. */
-function softmax(logits: Float32Array, offset: number, count: number): number[] {
-  let max = -Infinity;
-  for (let k = 0; k < count; k++) max = Math.max(max, logits[offset + k]!);
-  const exps = new Array<number>(count);
-  let sum = 0;
-  for (let k = 0; k < count; k++) {
-    exps[k] = Math.exp(logits[offset + k]! - max);
-    sum += exps[k]!;
-  }
-  return exps.map((e) => e / sum);
-}
-
-/** Loads `<experiment>/<run>` (or a run folder's path) on the selected backend, ready to classify. */
+/**
+ * Loads `<experiment>/<run>` (or a run folder's path) on the selected backend, ready to classify. The
+ * model's files must match the sha256 hashes in its run.json.
+ */
 export async function loadModel(run: string, options: LoadModelOptions = {}): Promise<ClassifierModel> {
-  const started = performance.now();
   const loaded = await loadRun(run, options.experimentsFolder);
-  const { manifest } = loaded;
-  const backend = await selectBackend({
-    device: options.device ?? 'auto',
-    backend: options.backend ?? 'auto',
-    threads: options.threads,
-  });
-  const model = await loaded.loadModel();
-  const [height, width, channels] = manifest.preprocessing.inputShape;
-  const classNames = manifest.dataset.classNames;
-  const norm = { mean: manifest.preprocessing.mean, std: manifest.preprocessing.std };
-  const size = height * width * channels;
-  // One warm-up call: the first predict compiles and allocates, and should not land on a request.
-  const warmUp = tf.tidy(() => model.predict(tf.zeros([1, height, width, channels])) as tf.Tensor);
-  await warmUp.data();
-  warmUp.dispose();
-  const loadSeconds = (performance.now() - started) / 1000;
-
-  return {
-    runId: `${manifest.experiment}/${manifest.run}`,
-    path: loaded.path,
-    manifest,
-    classNames,
-    inputShape: [height, width, channels],
-    backend,
-    loadSeconds,
-    decode: (input) => decodeImage(input, { height, width }),
-    async classify(images, topK = DEFAULT_TOP_K) {
-      const n = images.length;
-      if (n === 0) return [];
-      // The same batch assembly as training and evaluate(), so the model sees the same numbers.
-      const set: ImageSet = {
-        images: new Uint8Array(n * size),
-        labels: new Uint8Array(n),
-        count: n,
-        height,
-        width,
-        channels,
-      };
-      images.forEach((image, i) => {
-        if (image.length !== size) throw new Error(`image ${i} has ${image.length} values, expected ${size}`);
-        set.images.set(image, i * size);
-      });
-      const x = new Float32Array(n * size);
-      const order = Int32Array.from({ length: n }, (_, i) => i);
-      assembleBatch(set, order, 0, n, norm, NO_AUGMENTATION, undefined, x, new Int32Array(n));
-      // Read back with data(), which every backend has (WebGPU in Node has no dataSync).
-      const output = tf.tidy(
-        () => model.predict(tf.tensor4d(x, [n, height, width, channels])) as tf.Tensor2D,
-      );
-      let logits: Float32Array;
-      try {
-        logits = (await output.data()) as Float32Array;
-      } finally {
-        output.dispose();
-      }
-      const numClasses = classNames.length;
-      const k = Math.max(1, Math.min(Math.floor(topK), numClasses));
-      return images.map((_, i) => {
-        const probabilities = softmax(logits, i * numClasses, numClasses);
-        // Ties keep class order, like argmax.
-        const ranked = probabilities
-          .map((probability, index) => ({ index, probability }))
-          .sort((a, b) => b.probability - a.probability || a.index - b.index);
-        const top = ranked
-          .slice(0, k)
-          .map((r) => ({ label: classNames[r.index]!, probability: r.probability }));
-        return { label: top[0]!.label, probability: top[0]!.probability, top, probabilities };
-      });
-    },
-    dispose: () => model.dispose(),
-  };
+  return loaded.loadModel(options);
 }
 
 /**

@@ -11,6 +11,7 @@ import { MicroBatcher, type BatcherOptions } from './batcher.js';
 import { METRICS_CONTENT_TYPE, ServerMetrics } from './metrics.js';
 import type { ClassifierModel, LabelProbability } from './model.js';
 import { boundaryOf, MultipartError, parseContentType, parseMultipart } from './multipart.js';
+import { redactConfig, redactText } from '../util/redact.js';
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -86,6 +87,11 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A client that disconnects mid-upload: Node emits 'aborted'/'error' ('aborted', ECONNRESET) and
+    // never 'end'; the promise must still settle.
+    req.once('close', () => {
+      if (!req.complete) reject(new ClientGone());
+    });
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > max) {
@@ -100,6 +106,13 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     req.once('end', () => resolve(Buffer.concat(chunks, size)));
     req.once('error', reject);
   });
+}
+
+/** The client closed the connection before its request was complete. */
+class ClientGone extends Error {
+  constructor() {
+    super('the client closed the connection before the request was complete');
+  }
 }
 
 function isImageType(type: string | null): boolean {
@@ -237,7 +250,12 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
         return;
       }
       case '/model':
-        return sendJson(res, 200, model.manifest);
+        // As run.json stores it; a manifest from before downloads were redacted is redacted here.
+        return sendJson(res, 200, {
+          ...model.manifest,
+          config: redactConfig(model.manifest.config),
+          command: redactText(model.manifest.command),
+        });
     }
   }
 
@@ -258,12 +276,20 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
       active.delete(res);
       metrics.inFlight--;
       const seconds = (performance.now() - started) / 1000;
-      metrics.observeRequest(route, res.statusCode, seconds);
+      // The connection closed before the whole answer went out: the client gave up (or the upload
+      // was cut off). No status reached it, so none is logged.
+      const status = res.writableFinished ? res.statusCode : 'aborted';
+      metrics.observeRequest(route, status, seconds);
       options.log?.(
-        `${new Date().toISOString()} ${req.method} ${req.url} ${res.statusCode} ${(seconds * 1000).toFixed(1)} ms`,
+        `${new Date().toISOString()} ${req.method} ${req.url} ${status} ${(seconds * 1000).toFixed(1)} ms`,
       );
     });
     handle(req, res, url).catch((error: unknown) => {
+      // A client that went away mid-request: nothing to answer, and nothing went wrong here.
+      if (!(error instanceof HttpError) && (error instanceof ClientGone || req.socket.destroyed)) {
+        res.destroy();
+        return;
+      }
       if (res.headersSent) {
         res.destroy();
         return;

@@ -159,7 +159,7 @@ export async function evaluate(run: string, options: EvaluateOptions = {}): Prom
     resolve(options.datasetFolder) !== resolve(config.datasetFolder ?? '') &&
     !existsSync(join(options.datasetFolder, 'test'));
   const images = whole ? concatSets(dataset.train, dataset.test) : dataset.test;
-  const model = await loaded.loadModel();
+  const model = await loaded.loadLayersModel();
   let evaluation: Evaluation;
   try {
     evaluation = await evaluateModel(model, images, preprocessing, dataset.classNames.length);

@@ -68,7 +68,7 @@ import {
 import { checkValidationImages, describeTest, evaluateModel, type Evaluation } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import { Sgd } from './sgd.js';
-import { trainStep } from './step.js';
+import { measureTrainingStep, trainStep } from './step.js';
 
 export const METRICS_FILE = 'metrics.json';
 export const LOG_FILE = 'train.log';
@@ -342,11 +342,20 @@ async function trainRun(
   let tracker: Tracker | undefined;
   try {
     const pretrainedPath = config.pretrainedModel ? resolvePretrained(config) : undefined;
-    const backend = await selectBackend(config);
+    // auto on a machine with a GPU: the GPU backend only if a step of this model at this batch size
+    // is faster there than on the best CPU backend (measured, a few seconds).
+    const backend = await selectBackend({
+      ...config,
+      measureStep: () => measureTrainingStep(config.model, config.batchSize),
+    });
     stillOurs();
     log(
       `backend: ${backend.name} (${backend.package}, ${backend.device}${backend.adapter ? `: ${backend.adapter}` : ''}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
     );
+    if (backend.measuredStepMs) {
+      const times = Object.entries(backend.measuredStepMs).map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`);
+      log(`auto: one training step takes ${times.join(', ')}: ${backend.name} is faster`);
+    }
 
     const dataset = await loadDataset({
       dataset: config.dataset,
