@@ -3,6 +3,7 @@
 // Skipped, saying why, where there is none.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BatchNormNHWC } from '../src/backends/batch-norm.js';
 import { selectBackend } from '../src/backends/select.js';
 import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
 import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';
@@ -113,6 +114,26 @@ describe('WebGPU batch norm (fused training kernels)', () => {
     const b = await runBatchNorm('webgpu', 'ours', shape);
     for (const k of ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'] as const)
       expect(sameBits(a[k], b[k]), k).toBe(true);
+  });
+});
+
+describe('WebGPU BatchNormNHWC layer', () => {
+  it('updates its moving statistics as the stock layer does on cpu', async (ctx) => {
+    if (unavailable) ctx.skip(`no WebGPU here: ${unavailable}`);
+    registerWebGpuTrainingKernels();
+    const movingStats = async (backend: string, layer: tf.layers.Layer) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor(randomArray(4 * 5 * 6 * 7, 31, 3, 1), [4, 5, 6, 7]);
+      const model = tf.sequential({ layers: [tf.layers.inputLayer({ inputShape: [5, 6, 7] }), layer] });
+      for (let i = 0; i < 3; i++) tf.dispose(model.apply(x, { training: true }) as tf.Tensor);
+      const weights = await Promise.all(model.getWeights().map((w) => w.data() as Promise<Float32Array>));
+      tf.dispose(x);
+      model.dispose();
+      return weights;
+    };
+    const ours = await movingStats('webgpu', new BatchNormNHWC({ momentum: 0.9 }));
+    const stock = await movingStats('cpu', tf.layers.batchNormalization({ momentum: 0.9 }));
+    ours.forEach((w, i) => expectClose(w, stock[i]!, `weight ${i}`));
   });
 });
 

@@ -9,7 +9,7 @@
 // dy * xhat, combined in chunk order, then dx element-wise. Fixed orders throughout: the same
 // inputs give the same bits.
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from '../batch-norm.js';
+import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, MOVING_AVERAGE } from '../batch-norm.js';
 import { elementwise, program, run, type WebGpuBackend } from './program.js';
 
 /** Workgroups to aim for across chunks and channel blocks. */
@@ -193,9 +193,26 @@ function batchNormTrainGrad({ inputs, backend: b, attrs }: Params): tf.TensorInf
   return [dx, dgamma, dbeta];
 }
 
+/** The moving mean's or variance's update; decay is a uniform (one shader for every layer). */
+function movingAverage({ inputs, backend: b, attrs }: Params): tf.TensorInfo {
+  const backend = b as unknown as WebGpuBackend;
+  const { orig, value } = inputs as { orig: tf.TensorInfo; value: tf.TensorInfo };
+  const { decay } = attrs as unknown as { decay: number };
+  const prog = elementwise(
+    backend,
+    'moving_average',
+    orig.shape,
+    ['orig', 'value'],
+    'result[i] = orig[i] - (orig[i] - value[i]) * uniforms.decay;',
+    'decay : f32,',
+  );
+  return run(backend, prog, [orig, value], [{ type: 'float32', data: [decay] }]);
+}
+
 export function batchNormTrainConfigs(): tf.KernelConfig[] {
   return [
     { kernelName: BATCH_NORM_TRAIN, backendName: 'webgpu', kernelFunc: batchNormTrain },
     { kernelName: BATCH_NORM_TRAIN_GRAD, backendName: 'webgpu', kernelFunc: batchNormTrainGrad },
+    { kernelName: MOVING_AVERAGE, backendName: 'webgpu', kernelFunc: movingAverage },
   ];
 }
