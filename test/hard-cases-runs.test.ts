@@ -8,9 +8,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { train, type EpochMetrics } from '../src/index.js';
+import { notice, terminalProgress } from '../src/reports/progress.js';
 import { CLI, runCli, tempFolder, type CliResult } from './helpers/cli.js';
 import { makeFolder, quickImageFolderArgs } from './helpers/images.js';
 
@@ -173,6 +175,33 @@ describe('Ctrl-C', () => {
       'image-classifier-trainer: interrupted before training started; nothing was written',
     );
     expect(entries(experiments, 'loading')).toEqual([]);
+  });
+});
+
+describe('the progress bar on a terminal', () => {
+  it('and a Ctrl-C notice never overwrite each other, and an unknown ETA reads --', async () => {
+    // A terminal as the bar sees one: a TTY stream whose bytes are kept.
+    const terminal = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let bytes = '';
+    terminal.on('data', (d: Buffer) => (bytes += d.toString()));
+    const stream = terminal as unknown as NodeJS.WriteStream;
+    const bar = terminalProgress(stream)('epoch 1/2', 100, 'images');
+    bar.update(10, { loss: '2.3' });
+    notice('SIGINT: stopping after this step', stream);
+    await new Promise((r) => setTimeout(r, 250));
+    bar.update(20, { loss: '2.2' });
+    bar.stop();
+    notice('interrupted in epoch 1 after 2 steps; checkpoint saved', stream);
+    // No cursor save/restore: cli-progress jumped back to where the bar began and overwrote the notice.
+    expect(bytes).not.toContain('\x1b7');
+    expect(bytes).not.toContain('\x1b8');
+    expect(bytes).not.toMatch(/LLs/);
+    expect(bytes).toMatch(/ETA -- \|/);
+    // Each notice starts on a cleared line and ends it; the bar is drawn again below the first.
+    expect(bytes).toContain('\r\x1b[2KSIGINT: stopping after this step\n');
+    const afterNotice = bytes.slice(bytes.indexOf('SIGINT: stopping after this step\n'));
+    expect(afterNotice.startsWith('SIGINT: stopping after this step\n\x1b[1Gepoch 1/2 [')).toBe(true);
+    expect(bytes.endsWith('interrupted in epoch 1 after 2 steps; checkpoint saved\n')).toBe(true);
   });
 });
 
