@@ -169,6 +169,7 @@ async function assertTrialsCurrent(
       config.dataset === 'cifar10' ? null : config.seed,
     ]);
     if (!checksums.has(key)) {
+      log(`checking that the trials already there were trained on this data (${config.dataset})`);
       checksums.set(
         key,
         loadDataset({
@@ -207,7 +208,6 @@ async function assertTrialsCurrent(
     const now = trialConfig(trial, common);
     let why = configDifference(recorded.config, now);
     if (why === null) {
-      log(`${trial.name}: checking that its data is the data of this sweep`);
       const current = await dataOf(now);
       const changed = Object.keys({ ...recorded.checksums, ...current }).filter(
         (k) => recorded.checksums[k] !== current[k],
