@@ -61,6 +61,10 @@ const TM = ${t.tm}; const TN = ${t.tn}; const TK = ${t.tk}; const CHUNK = ${t.ch
 const THREADS = ${threads};
 var<workgroup> As: array<vec4<f32>, ${(t.tk * t.tm) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(t.tk * t.tn) / 4}>;
+// Per reduction step of the current tile: where its output pixel's window starts in x.
+var<workgroup> rowY: array<i32, TK>;
+var<workgroup> rowX: array<i32, TK>;
+var<workgroup> rowBase: array<i32, TK>;
 
 fn main() {
   let t = i32(localIndex);
@@ -75,6 +79,7 @@ fn main() {
   let c = m % C;
   let kx = (m / C) % KW;
   let ky = m / (C * KW);
+  let tap = (ky * W + kx) * C + c;
   let bf = t % TN;
   let f = f0 + bf;
   // And computes rows m0 + 4*tm .. +3, columns f0 + 4*tn .. +3.
@@ -85,17 +90,24 @@ fn main() {
   // workgroupId is uniform. The last chunk's steps past K load zeros.
   for (var step = 0; step < CHUNK; step += TK) {
     let k0 = kBegin + step;
+    // The (n, oh, ow) of each reduction step, decomposed once per tile instead of once per load.
+    if (t < TK) {
+      let k = k0 + t;
+      let b = k / (OH * OW);
+      let r = k % (OH * OW);
+      let oy = (r / OW) * SH - PT;
+      let ox = (r % OW) * SW - PL;
+      rowY[t] = select(-1000000, oy, k < kEnd);
+      rowX[t] = ox;
+      rowBase[t] = ((b * H + oy) * W + ox) * C;
+    }
+    workgroupBarrier();
     for (var j = t / TM; j < TK; j += THREADS / TM) {
-      let k = k0 + j;
+      let iy = rowY[j] + ky;
+      let ix = rowX[j] + kx;
       var v = 0.0;
-      if (m < M && k < kEnd) {
-        let b = k / (OH * OW);
-        let r = k % (OH * OW);
-        let iy = (r / OW) * SH + ky - PT;
-        let ix = (r % OW) * SW + kx - PL;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-          v = x[((b * H + iy) * W + ix) * C + c];
-        }
+      if (m < M && iy >= 0 && iy < H && ix >= 0 && ix < W) {
+        v = x[rowBase[j] + tap];
       }
       As[j * (TM / 4) + am / 4][am % 4] = v;
     }
