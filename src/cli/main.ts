@@ -4,7 +4,8 @@ import yargs, { type Argv, type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
-import { BackendError, probeBackends } from '../backends/select.js';
+import { BackendError } from '../backends/select.js';
+import { doctor } from '../training/doctor.js';
 import { terminalProgress } from '../reports/progress.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
 import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
@@ -339,14 +340,15 @@ async function runRunsCommand(argv: Record<string, unknown>): Promise<void> {
 }
 
 async function runDoctor(): Promise<void> {
-  console.log(`node ${process.version}, ${process.platform} ${process.arch}`);
-  const reports = await probeBackends();
-  for (const report of reports) {
-    const state = report.works ? `works (${report.detail})` : `unavailable: ${report.reason}`;
-    console.log(`${report.name.padEnd(15)} ${report.device}  ${state}`);
+  const report = await doctor();
+  console.log(`node ${report.node}, ${report.platform}`);
+  const { model, batchSize } = report.measured;
+  for (const b of report.backends) {
+    const step = b.stepMs === undefined ? '' : `; ${model}@${batchSize} step ${b.stepMs.toFixed(1)} ms`;
+    const state = b.works ? `works (${b.detail}${step})` : `unavailable: ${b.reason}`;
+    console.log(`${b.name.padEnd(15)} ${b.device}  ${state}`);
   }
-  // Candidates are probed in auto's order of preference, so the first that works is auto's pick.
-  console.log(`--device auto uses: ${reports.find((r) => r.works)?.name ?? 'nothing (no backend works)'}`);
+  console.log(`--device auto uses: ${report.auto ?? 'nothing (no backend works)'}`);
 }
 
 function fail(message: string, code: number): never {
