@@ -41,6 +41,7 @@ export {
   type ImageInput,
   type LabelProbability,
   type LoadModelOptions,
+  type ModelBackendOptions,
   type Prediction,
 } from './serving/model.js';
 export { createServer, type ClassifierServer, type ServerOptions } from './serving/server.js';

@@ -2,12 +2,16 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import sharp from 'sharp';
 import {
   ConfigError,
   evaluate,
   loadRun,
+  predict,
   train,
   TrainingInterrupted,
+  type ClassifierModel,
+  type Prediction,
   type RunConfigInput,
 } from '../src/index.js';
 import { tempFolder } from './helpers/cli.js';
@@ -40,6 +44,28 @@ describe('library', () => {
     // Same model, same test split: the same numbers as at the end of training.
     expect(evaluation.accuracy).toBe(result.metrics.test.accuracy);
     expect(evaluation.confusion.flat().reduce((a, b) => a + b, 0)).toBe(evaluation.count);
+  });
+
+  it('loadRun(...).loadModel() is the model predict() takes: train, loadRun, predict', async () => {
+    // Typechecked as a user writes it: no cast between the two loaders' types.
+    const run = await loadRun('lib/a', experiments);
+    const model: ClassifierModel = await run.loadModel();
+    try {
+      const png = await sharp({
+        create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 40, b: 40 } },
+      })
+        .png()
+        .toBuffer();
+      const [prediction]: Prediction[] = await predict(model, [png], { topK: 2 });
+      expect(run.manifest.dataset.classNames).toContain(prediction!.label);
+      expect(prediction!.top).toHaveLength(2);
+      expect(prediction!.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+      expect(model.runId).toBe('lib/a');
+      // The bare tfjs model is there too, for what predict does not do.
+      expect(model.layersModel.outputs[0]!.shape).toEqual([null, 10]);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('rejects bad options with a ConfigError naming the option', async () => {

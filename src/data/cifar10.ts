@@ -1,6 +1,6 @@
 // CIFAR-10 from disk (binary or Python version) or downloaded once into the cache folder.
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, readFileSync } from 'node:fs';
+import { constants, readFileSync, unlinkSync } from 'node:fs';
 import { access, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tar from 'tar';
@@ -395,6 +395,15 @@ export async function downloadCifar10(options: DownloadCifar10Options): Promise<
   const lock = `${shared}.lock`;
   // Another live process downloading the same file: download a private copy rather than share bytes.
   const locked = await lockPartial(lock);
+  // A process that exits in the middle (a second Ctrl-C exits at once) leaves no lock behind.
+  const unlock = () => {
+    try {
+      unlinkSync(lock);
+    } catch {
+      // Already gone.
+    }
+  };
+  if (locked) process.once('exit', unlock);
   const archive = locked ? shared : path.join(cacheFolder, tempName('cifar10-download') + '.tar.gz');
   const extractDir = path.join(cacheFolder, tempName('cifar10-extract'));
   let keepArchive = locked;
@@ -448,7 +457,10 @@ export async function downloadCifar10(options: DownloadCifar10Options): Promise<
   } finally {
     await rm(extractDir, { recursive: true, force: true });
     if (!keepArchive) await unlink(archive).catch(() => undefined);
-    if (locked) await unlink(lock).catch(() => undefined);
+    if (locked) {
+      process.off('exit', unlock);
+      unlock();
+    }
   }
 }
 
