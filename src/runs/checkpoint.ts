@@ -9,6 +9,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
+import { redactConfig } from '../util/redact.js';
 import type { EpochMetrics } from '../training/train.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -98,6 +99,8 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
   const { order, ...loop } = state;
   const stateFile: StateFile = {
     ...meta,
+    // A download URL's credentials are never stored (a resume given the URL again uses that one).
+    config: redactConfig(meta.config),
     state: loop,
     weightSizes: weights.map((w) => w.length),
     momentumSizes: momentum.map((m) => m.length),

@@ -190,6 +190,8 @@ export const LOCATION_KEYS: ReadonlySet<string> = new Set([
   'runName',
   'experimentsFolder',
   'dataFolder',
+  // Where the data comes from (its checksums are checked on resume); the checkpoint keeps it redacted.
+  'downloadUrl',
   'threads',
   'wandb',
   'wandbProject',
