@@ -1,6 +1,7 @@
 // Compares the runs of one experiment: a table of the runs (the configuration that matters, the backend,
 // accuracy, speed) and charts (test accuracy per run; a per-epoch metric, one line per run). The runs are
-// read with the library's loadRun.
+// read with the library's loadRun. The best run is the one with the best validation accuracy (the last
+// epoch's), as `image-classifier-trainer runs` and `sweep` pick it: the test split stays for the end.
 //
 // compare-runs.ipynb (Deno's Jupyter kernel) imports this module; test/ship-notebook.test.ts runs the
 // module and the notebook's own cells on small synthetic runs. Values returned by `table()` and `png()`
@@ -45,8 +46,10 @@ export interface RunRow {
   seed: number;
   pretrainedModel: string;
   backend: string;
-  /** Test accuracy, 0-1. */
+  /** Test accuracy, 0-1; NaN when the run had no test split (run.json holds null). */
   testAccuracy: number;
+  /** Validation accuracy after the last epoch, 0-1: what the best run is picked by. */
+  validationAccuracy: number;
   /** Best validation accuracy over the epochs, 0-1. */
   bestValidationAccuracy: number;
   trainSeconds: number;
@@ -66,7 +69,9 @@ export function runTable(runs: LoadedRun[]): RunRow[] {
     seed: manifest.config.seed,
     pretrainedModel: manifest.config.pretrainedModel ?? '',
     backend: `${manifest.backend.name} (${manifest.backend.threads})`,
-    testAccuracy: manifest.results.testAccuracy,
+    // JSON has null where there was no test split.
+    testAccuracy: manifest.results.testAccuracy ?? NaN,
+    validationAccuracy: manifest.results.validationAccuracy,
     bestValidationAccuracy: Math.max(0, ...metrics.history.map((h) => h.validationAccuracy)),
     trainSeconds: manifest.timing.trainSeconds,
     imagesPerSecond: manifest.timing.imagesPerSecond,
@@ -87,15 +92,18 @@ export function differingKeys(runs: LoadedRun[]): string[] {
     .sort();
 }
 
-/** The best run by test accuracy (ties: the first), or null when there are none. */
+/**
+ * The best run by validation accuracy (ties: the first), or null when there are none: the same
+ * choice as `runs` and `sweep` make. Choosing by test accuracy would tune on the test split.
+ */
 export function bestRun(rows: RunRow[]): RunRow | null {
   return rows.reduce<RunRow | null>(
-    (best, row) => (!best || row.testAccuracy > best.testAccuracy ? row : best),
+    (best, row) => (!best || row.validationAccuracy > best.validationAccuracy ? row : best),
     null,
   );
 }
 
-const percent = (v: number) => `${(v * 100).toFixed(2)}%`;
+const percent = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(2)}%` : '-');
 
 /** The table as Markdown, the best run in bold. */
 export function toMarkdown(rows: RunRow[]): string {
@@ -111,6 +119,7 @@ export function toMarkdown(rows: RunRow[]): string {
     'seed',
     'pretrained',
     'backend',
+    'val. acc.',
     'test acc.',
     'best val. acc.',
     'train s',
@@ -129,6 +138,7 @@ export function toMarkdown(rows: RunRow[]): string {
       r.seed,
       r.pretrainedModel || '-',
       r.backend,
+      percent(r.validationAccuracy),
       percent(r.testAccuracy),
       percent(r.bestValidationAccuracy),
       r.trainSeconds.toFixed(1),
@@ -214,7 +224,7 @@ function render(config: ChartConfiguration, width = 900, height = 480): Buffer {
 export const BAR_COLOUR = '#1f77b4';
 export const BEST_COLOUR = '#d62728';
 
-/** Test accuracy per run, as bars (the best in red). */
+/** Test accuracy per run, as bars (the best by validation accuracy in red; none without a test split). */
 export function accuracyChart(runs: LoadedRun[], title = 'test accuracy per run'): Buffer {
   const rows = runTable(runs);
   const best = bestRun(rows);
@@ -225,7 +235,9 @@ export function accuracyChart(runs: LoadedRun[], title = 'test accuracy per run'
       datasets: [
         {
           label: 'test accuracy (%)',
-          data: rows.map((r) => Math.round(r.testAccuracy * 1000) / 10),
+          data: rows.map((r) =>
+            Number.isFinite(r.testAccuracy) ? Math.round(r.testAccuracy * 1000) / 10 : null,
+          ),
           backgroundColor: rows.map((r) => (r === best ? BEST_COLOUR : BAR_COLOUR)),
         },
       ],

@@ -32,6 +32,15 @@ export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
 
+/**
+ * The largest batch every backend trains. The wasm and native backends keep tensors on a WebAssembly
+ * heap, which cannot grow past 4 GiB: a vgg training step needs about 3 MiB per image (1024: 3.0 GiB,
+ * 1280: 3.7 GiB, 1536: more than 4 GiB). Beyond that tfjs-backend-wasm's malloc fails, and the backend,
+ * which does not check it, wrote the batch over the heap's own bookkeeping: a hang at 100% CPU that
+ * ignored Ctrl-C (native), or a "divide by zero" trap (wasm).
+ */
+export const MAX_BATCH_SIZE = 1024;
+
 export const runConfigSchema = z
   .object({
     // --- where the run goes
@@ -96,7 +105,15 @@ export const runConfigSchema = z
 
     // --- optimisation (defaults: a fast recipe for the default model)
     epochs: z.number().int().min(1).max(10_000).default(8).describe('Passes over the training data'),
-    batchSize: z.number().int().min(1).max(65_536).default(256).describe('Images per training step'),
+    batchSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_BATCH_SIZE)
+      .default(256)
+      .describe(
+        `Images per training step (at most ${MAX_BATCH_SIZE}: a larger step of vgg does not fit the 4 GiB heap of the wasm and native backends)`,
+      ),
     learningRate: z
       .number()
       .gt(0)
@@ -201,6 +218,11 @@ export function parseRunConfig(input: unknown): RunConfig {
   throw new ConfigError(describeIssue(result.error.issues[0]!));
 }
 
+/** A value as the user wrote it: JSON, but Infinity and NaN as themselves (JSON says null). */
+function shown(value: unknown): string {
+  return typeof value === 'number' ? String(value) : JSON.stringify(value);
+}
+
 /** One line per problem, in the user's terms: the flag, what it must be, and what was given. */
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys')
@@ -208,12 +230,13 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   const key = issue.path.length > 0 ? String(issue.path[0]) : '';
   if (key === '') return issue.message;
   const flag = `--${flagName(key)}`;
-  const got = issue.input === undefined ? '' : ` (got ${JSON.stringify(issue.input)})`;
+  const got = issue.input === undefined ? '' : ` (got ${shown(issue.input)})`;
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined
-        ? `${flag} is required`
-        : `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
+      if (issue.input === undefined) return `${flag} is required`;
+      // zod's number type refuses Infinity and NaN (from a config file's .inf or .nan) as not numbers.
+      if (typeof issue.input === 'number') return `${flag} must be a finite number${got}`;
+      return `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
     case 'too_small':
       return issue.origin === 'string'
         ? `${flag} ${issue.message}${got}`
@@ -229,6 +252,51 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     default:
       return `${flag} ${issue.message}${got}`;
   }
+}
+
+/** Decimal notation: what Number() takes besides ('', ' ', '0x10', 'Infinity') is refused. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/**
+ * The number a flag was given on the command line (text, or a number from a default), or a
+ * ConfigError that names the flag: an empty or missing value, a word, Infinity or NaN never
+ * become a number (yargs' own conversion made '' 0). Repeated, the last one counts.
+ */
+export function parseNumberFlag(value: unknown, flag: string): number {
+  const given = Array.isArray(value) ? (value as unknown[])[value.length - 1] : value;
+  if (typeof given === 'number') {
+    if (Number.isFinite(given)) return given;
+    throw new ConfigError(`--${flag} must be a finite number (got ${given})`);
+  }
+  if (typeof given !== 'string' || given.trim() === '')
+    throw new ConfigError(`--${flag} needs a number (got ${given === '' ? 'an empty value' : 'nothing'})`);
+  const text = given.trim();
+  // The next word is the value whatever it looks like, so `--momentum --seed 1` lands here.
+  if (/^--[a-z]/i.test(text)) throw new ConfigError(`--${flag} needs a number (got the flag ${text})`);
+  if (/^[+-]?(inf|infinity|nan)$/i.test(text))
+    throw new ConfigError(`--${flag} must be a finite number (got ${text})`);
+  if (!DECIMAL.test(text)) throw new ConfigError(`--${flag} must be a number (got ${JSON.stringify(text)})`);
+  const number = Number(text);
+  if (!Number.isFinite(number)) throw new ConfigError(`--${flag} must be a finite number (got ${text})`);
+  return number;
+}
+
+/** Bounds of a number flag that is not in the schema (the subcommands' own). */
+export interface NumberBounds {
+  integer?: boolean;
+  min?: number;
+  max?: number;
+}
+
+/** Checks a number flag against its bounds, in the words the schema's messages use. */
+export function checkNumberFlag(value: number, flag: string, bounds: NumberBounds): number {
+  if (bounds.integer && !Number.isInteger(value))
+    throw new ConfigError(`--${flag} must be an integer (got ${value})`);
+  if (bounds.min !== undefined && value < bounds.min)
+    throw new ConfigError(`--${flag} must be >= ${bounds.min} (got ${value})`);
+  if (bounds.max !== undefined && value > bounds.max)
+    throw new ConfigError(`--${flag} must be <= ${bounds.max} (got ${value})`);
+  return value;
 }
 
 export interface FlagSpec {

@@ -43,6 +43,7 @@ describe('training workflow and CLI flags', () => {
         'experiment_name',
         'run_name',
         'dataset',
+        'dataset_folder',
         'model',
         'epochs',
         'batch_size',

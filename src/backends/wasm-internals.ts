@@ -30,6 +30,8 @@ interface WasmModule {
   wasmMemory?: WasmMemory;
   HEAPF32: Float32Array;
   HEAP32: Int32Array;
+  /** The heap's allocator: 0 when the heap cannot grow enough. */
+  _malloc(bytes: number): number;
   cwrap(name: string, returnType: null | 'number', argTypes: string[]): (...args: number[]) => unknown;
 }
 
@@ -52,7 +54,32 @@ export function asWasmBackend(backend: unknown): WasmBackend {
   if (b == null || b.wasm == null || b.dataIdMap == null) {
     throw new Error('image-classifier: expected the tfjs wasm backend');
   }
+  guardHeap(b.wasm);
   return b;
+}
+
+const guarded = new WeakSet<WasmModule>();
+
+/**
+ * tfjs-backend-wasm does not check malloc: when the heap cannot grow (4 GiB, all that wasm32
+ * addresses) it places the tensor at address 0 and writes it over the heap's own bookkeeping: the
+ * process then hangs in malloc at 100% CPU, deaf to Ctrl-C, or traps ("divide by zero"). A failed
+ * allocation throws instead. Installed by the first of our kernels to run (the backend's smoke test
+ * runs one), before any large tensor.
+ */
+function guardHeap(module: WasmModule): void {
+  if (guarded.has(module)) return;
+  guarded.add(module);
+  const malloc = module._malloc.bind(module);
+  module._malloc = (bytes: number): number => {
+    const offset = malloc(bytes);
+    if (offset === 0 && bytes > 0) {
+      throw new Error(
+        `out of memory: ${Math.ceil(bytes / 2 ** 20)} MiB more do not fit the WebAssembly heap (4 GiB at most); use a smaller --batch-size`,
+      );
+    }
+    return offset;
+  };
 }
 
 function tensorData(backend: WasmBackend, t: tf.TensorInfo): WasmTensorData {

@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError } from '../backends/select.js';
 import { doctor } from '../training/doctor.js';
+import { describeParserMessage, numberOption, PARSER_CONFIGURATION } from './number-flags.js';
 import { terminalProgress } from '../reports/progress.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
 import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
@@ -46,11 +47,13 @@ function addRunFlags(
 ): Argv {
   for (const spec of flagSpecs()) {
     if (omit.includes(spec.key)) continue;
-    const option: Options = {
-      type: spec.type,
+    const described = {
       describe: spec.description,
       group: spec.required && !optional ? 'Required:' : groupOf(spec.key),
     };
+    // Numbers are converted from the text as typed; their bounds are the schema's.
+    const option: Options =
+      spec.type === 'number' ? numberOption(spec.flag, described) : { type: spec.type, ...described };
     // Choices are listed in the help but checked by the schema, whose message fits on one line.
     if (spec.choices) option.describe += ` (${spec.choices.join(', ')})`;
     // Defaults live in the schema; yargs only shows them, so flags given explicitly can be told apart
@@ -164,8 +167,6 @@ function givenFlags(argv: Record<string, unknown>, omit: string[] = []): Record<
   for (const spec of flagSpecs()) {
     const value = argv[spec.key];
     if (value === undefined || omit.includes(spec.key)) continue;
-    if (typeof value === 'number' && Number.isNaN(value))
-      throw new ConfigError(`--${spec.flag} must be a number`);
     given[spec.key] = value;
   }
   return given;
@@ -206,8 +207,13 @@ async function runTrain(argv: Record<string, unknown>): Promise<void> {
       stopNow: interrupts.stopNow,
       resume: argv.resume === true,
     });
-    const { testAccuracy } = result.manifest.results;
-    console.log(`done: test accuracy ${(testAccuracy * 100).toFixed(2)}% -> ${result.runPath}`);
+    const { testAccuracy, validationAccuracy } = result.manifest.results;
+    // Without test images there is no test accuracy (NaN, null in run.json): never print it as 0%.
+    console.log(
+      testAccuracy !== null && Number.isFinite(testAccuracy)
+        ? `done: test accuracy ${(testAccuracy * 100).toFixed(2)}% -> ${result.runPath}`
+        : `done: no test split, so no test accuracy; validation accuracy ${(validationAccuracy * 100).toFixed(2)}% -> ${result.runPath}`,
+    );
   } finally {
     interrupts.done();
   }
@@ -399,12 +405,15 @@ export async function main(args: string[]): Promise<void> {
             describe: 'YAML or JSON file of options for every trial',
             group: 'Options:',
           })
-          .option('parallel', {
-            type: 'number',
-            describe: 'Trials trained at the same time (each gets cores / N threads)',
-            default: 1,
-            group: 'Sweep:',
-          })
+          .option(
+            'parallel',
+            numberOption('parallel', {
+              describe: 'Trials trained at the same time (each gets cores / N threads)',
+              default: 1,
+              group: 'Sweep:',
+              bounds: { integer: true, min: 1, max: 256 },
+            }),
+          )
           .option('trial', {
             type: 'string',
             array: true,
@@ -475,14 +484,15 @@ export async function main(args: string[]): Promise<void> {
       () => runDoctor(),
     )
     .strict()
-    .parserConfiguration({ 'strip-aliased': true, 'duplicate-arguments-array': false })
+    .parserConfiguration(PARSER_CONFIGURATION)
     .wrap(Math.min(120, process.stdout.columns ?? 100))
     .help()
     .alias('help', 'h')
     .version()
     .fail((message, error) => {
-      if (error) throw error;
-      fail(message, EXIT_BAD_INPUT);
+      // yargs' own errors (YError: a flag's coerce refused its value) are bad input too.
+      if (error && error.name !== 'YError') throw error;
+      fail(describeParserMessage(message ?? error?.message ?? ''), EXIT_BAD_INPUT);
     });
   try {
     await parser.parseAsync();

@@ -321,7 +321,7 @@ export async function loadImageFolder(options: ImageFolderOptions): Promise<Data
   if (!Number.isInteger(imageSize.height) || !Number.isInteger(imageSize.width) || imageSize.height < 1 || imageSize.width < 1) {
     throw new Error(`Image size must be positive integers, got ${imageSize.height}x${imageSize.width}`);
   }
-  if (!(await isDirectory(root))) throw new Error(`Image folder not found: ${root}`);
+  if (!(await isDirectory(root))) throw new ConfigError(`--dataset-folder ${options.folder}: no such folder (${root})`);
 
   const trainDir = (await isDirectory(path.join(root, 'train'))) ? path.join(root, 'train') : root;
   const testDir = trainDir !== root && (await isDirectory(path.join(root, 'test'))) ? path.join(root, 'test') : undefined;

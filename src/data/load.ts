@@ -1,5 +1,5 @@
 // One entry point for every data source, so training and evaluation load data the same way.
-import type { RunConfig } from '../config.js';
+import { ConfigError, type RunConfig } from '../config.js';
 import type { Dataset } from './dataset.js';
 import { loadCifar10 } from './cifar10.js';
 import { loadImageFolder } from './image-folder.js';
@@ -48,7 +48,7 @@ export async function loadDataset(options: LoadDatasetOptions): Promise<Dataset>
         log,
       });
     case 'image-folder':
-      if (!options.datasetFolder) throw new Error('--dataset-folder is required with --dataset image-folder');
+      if (!options.datasetFolder) throw new ConfigError('--dataset-folder is required with --dataset image-folder');
       return loadImageFolder({
         folder: options.datasetFolder,
         imageSize,

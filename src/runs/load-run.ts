@@ -84,9 +84,13 @@ async function readMetrics(path: string): Promise<Metrics> {
     data.history.every((h) => h !== null && typeof h === 'object' && typeof h.epoch === 'number') &&
     data.test !== null &&
     typeof data.test === 'object' &&
-    typeof data.test.accuracy === 'number';
+    (typeof data.test.accuracy === 'number' || data.test.accuracy === null);
   if (!ok) throw new ConfigError(`${file} is not a run's metrics (history and test results)`);
-  return data as Metrics;
+  const metrics = data as Metrics;
+  // No test images: JSON wrote NaN as null; NaN again, as training had it (see Evaluation).
+  metrics.test.accuracy ??= NaN;
+  metrics.test.loss ??= NaN;
+  return metrics;
 }
 
 /** The sha256 of the model's files from run.json, by path relative to the model folder. */

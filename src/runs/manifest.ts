@@ -54,7 +54,13 @@ export interface Manifest {
   resumes: Array<{ at: string; epoch: number; step: number }>;
   /** The run this one reproduces (`image-classifier-trainer reproduce`), as `<experiment>/<run>`. */
   reproductionOf: string | null;
-  results: { testAccuracy: number; testLoss: number; validationAccuracy: number; validationLoss: number };
+  /** testAccuracy and testLoss are null when the data had no test images (NaN in memory: JSON writes null). */
+  results: {
+    testAccuracy: number | null;
+    testLoss: number | null;
+    validationAccuracy: number;
+    validationLoss: number;
+  };
   timing: {
     start: string;
     end: string;
@@ -204,8 +210,9 @@ export const manifestSchema = z.looseObject({
   resumes: z.array(z.looseObject({ at: z.string(), epoch: z.number(), step: z.number() })),
   reproductionOf: z.string().nullable(),
   results: z.looseObject({
-    testAccuracy: z.number(),
-    testLoss: z.number(),
+    // null: the data had no test images (nothing was measured).
+    testAccuracy: z.number().nullable(),
+    testLoss: z.number().nullable(),
     validationAccuracy: z.number(),
     validationLoss: z.number(),
   }),

@@ -193,9 +193,11 @@ function compareMetrics(a: Metrics, b: Metrics): string[] {
     if (!hb) return;
     for (const f of fields) if (ha[f] !== hb[f]) out.push(`epoch ${ha.epoch} ${f}: ${ha[f]} -> ${hb[f]}`);
   });
-  if (a.test.accuracy !== b.test.accuracy)
+  // No test images: NaN in memory, null read back from metrics.json; the same "no result".
+  const same = (x: number | null, y: number | null) => Object.is(x ?? NaN, y ?? NaN);
+  if (!same(a.test.accuracy, b.test.accuracy))
     out.push(`test accuracy: ${a.test.accuracy} -> ${b.test.accuracy}`);
-  if (a.test.loss !== b.test.loss) out.push(`test loss: ${a.test.loss} -> ${b.test.loss}`);
+  if (!same(a.test.loss, b.test.loss)) out.push(`test loss: ${a.test.loss} -> ${b.test.loss}`);
   if (JSON.stringify(a.test.perClassAccuracy) !== JSON.stringify(b.test.perClassAccuracy)) {
     out.push('test per-class accuracy differs');
   }

@@ -2,7 +2,8 @@
 // registers them; they live here to keep the commands that use a trained model together.
 import { basename, dirname } from 'node:path';
 import type { Argv } from 'yargs';
-import { BACKENDS, ConfigError, DATASETS, DEVICES, type RunConfig } from '../config.js';
+import { BACKENDS, ConfigError, DATASETS, DEVICES, MAX_BATCH_SIZE, type RunConfig } from '../config.js';
+import { numberOption, PARSER_CONFIGURATION } from '../cli/number-flags.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, terminalProgress } from '../reports/progress.js';
 import { evaluate, type EvaluateResult } from '../training/evaluate-run.js';
@@ -37,11 +38,13 @@ function computeOptions(y: Argv): Argv {
       describe: 'tfjs backend (auto: the fastest that loads and works)',
       group: 'Compute:',
     })
-    .option('threads', {
-      type: 'number',
-      describe: 'Threads for the CPU backends (default: all cores)',
-      group: 'Compute:',
-    });
+    .option(
+      'threads',
+      numberOption('threads', {
+        describe: 'Threads for the CPU backends (default: all cores)',
+        group: 'Compute:',
+      }),
+    );
 }
 
 function positiveInteger(argv: Record<string, unknown>, key: string, flag: string): number | undefined {
@@ -156,25 +159,35 @@ export function predictOptions(y: Argv): Argv {
   return computeOptions(
     y
       // The CLI keeps only the last of repeated arguments, which would also keep only the last input.
-      .parserConfiguration({ 'strip-aliased': true, 'duplicate-arguments-array': true })
+      .parserConfiguration({ ...PARSER_CONFIGURATION, 'duplicate-arguments-array': true })
       .positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' })
       .positional('inputs', {
         type: 'string',
         array: true,
         describe: 'Image files (any format sharp reads), or folders searched recursively for images',
       })
-      .option('top-k', {
-        type: 'number',
-        default: DEFAULT_TOP_K,
-        describe: 'Labels per image, most probable first',
-      })
+      .option(
+        'top-k',
+        numberOption('top-k', {
+          default: DEFAULT_TOP_K,
+          describe: 'Labels per image, most probable first',
+        }),
+      )
       .option('json', {
         type: 'boolean',
         describe: 'JSON Lines: one object per image, with every class probability',
       })
       .option('csv', { type: 'boolean', describe: 'CSV: file, then label_i, probability_i for the top k' })
       .conflicts('json', 'csv')
-      .option('batch-size', { type: 'number', default: 32, describe: 'Images per model call' }),
+      .option(
+        'batch-size',
+        numberOption('batch-size', {
+          default: 32,
+          describe: 'Images per model call',
+          // The handler checks the rest; larger batches do not fit the wasm heap.
+          bounds: { max: MAX_BATCH_SIZE },
+        }),
+      ),
   )
     .example('$0 predict baseline/run-1 cat.jpg dog.png', 'Top 3 labels of two images')
     .example(
@@ -239,11 +252,13 @@ export function serveOptions(y: Argv): Argv {
   return computeOptions(
     y
       .positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' })
-      .option('port', {
-        type: 'number',
-        default: DEFAULT_PORT,
-        describe: 'Port to listen on (0: any free port)',
-      })
+      .option(
+        'port',
+        numberOption('port', {
+          default: DEFAULT_PORT,
+          describe: 'Port to listen on (0: any free port)',
+        }),
+      )
       .option('host', {
         type: 'string',
         default: DEFAULT_HOST,
@@ -254,26 +269,36 @@ export function serveOptions(y: Argv): Argv {
         default: String(DEFAULT_MAX_BODY_BYTES),
         describe: 'Largest request body (bytes, or 512k, 10M): larger ones get 413',
       })
-      .option('max-images', {
-        type: 'number',
-        default: DEFAULT_MAX_IMAGES,
-        describe: 'Most images in one multipart request',
-      })
-      .option('top-k', {
-        type: 'number',
-        default: DEFAULT_TOP_K,
-        describe: 'Labels per image unless ?top_k=N',
-      })
-      .option('max-batch', {
-        type: 'number',
-        default: DEFAULT_BATCHING.maxBatch,
-        describe: 'Most images per model call when requests arrive together (1: no batching)',
-      })
-      .option('batch-window-ms', {
-        type: 'number',
-        default: DEFAULT_BATCHING.windowMs,
-        describe: 'How long an image waits for others to batch with when the model is idle',
-      })
+      .option(
+        'max-images',
+        numberOption('max-images', {
+          default: DEFAULT_MAX_IMAGES,
+          describe: 'Most images in one multipart request',
+        }),
+      )
+      .option(
+        'top-k',
+        numberOption('top-k', {
+          default: DEFAULT_TOP_K,
+          describe: 'Labels per image unless ?top_k=N',
+        }),
+      )
+      .option(
+        'max-batch',
+        numberOption('max-batch', {
+          default: DEFAULT_BATCHING.maxBatch,
+          describe: 'Most images per model call when requests arrive together (1: no batching)',
+          // The handler checks the rest; larger batches do not fit the wasm heap.
+          bounds: { max: MAX_BATCH_SIZE },
+        }),
+      )
+      .option(
+        'batch-window-ms',
+        numberOption('batch-window-ms', {
+          default: DEFAULT_BATCHING.windowMs,
+          describe: 'How long an image waits for others to batch with when the model is idle',
+        }),
+      )
       .option('quiet', { type: 'boolean', describe: 'No line per request on stdout' }),
   )
     .example(

@@ -70,7 +70,8 @@ function cliPath(): string {
   return existsSync(js) ? js : fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 }
 
-function metricOf(manifest: Manifest, name: Sweep['metric']['name']): number {
+/** null for a test metric of a run without test images. */
+function metricOf(manifest: Manifest, name: Sweep['metric']['name']): number | null {
   return manifest.results[name];
 }
 
@@ -315,7 +316,7 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       const manifest = await readManifest(runFolder);
       result.status = 'completed';
       result.metric = metricOf(manifest, sweep.metric.name);
-      log(`${trial.name}: done in ${seconds} s, ${sweep.metric.name} ${result.metric.toFixed(4)}`);
+      log(`${trial.name}: done in ${seconds} s, ${sweep.metric.name} ${result.metric?.toFixed(4) ?? 'none'}`);
     } else if (interrupted) {
       result.status = 'interrupted';
       log(`${trial.name}: interrupted after ${seconds} s (rerun the sweep to continue it)`);

@@ -9,7 +9,7 @@ import { selectBackend, type BackendInfo } from '../backends/select.js';
 import type { ImageSet } from '../data/dataset.js';
 import { loadDataset } from '../data/load.js';
 import { loadRun } from '../runs/load-run.js';
-import { renderAccuracyChart } from '../reports/charts.js';
+import { renderConfusionChart } from '../reports/charts.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import { evaluateModel, type Evaluation } from './evaluate.js';
 
@@ -159,6 +159,12 @@ export async function evaluate(run: string, options: EvaluateOptions = {}): Prom
     resolve(options.datasetFolder) !== resolve(config.datasetFolder ?? '') &&
     !existsSync(join(options.datasetFolder, 'test'));
   const images = whole ? concatSets(dataset.train, dataset.test) : dataset.test;
+  // No images, no result: an accuracy of 0% on nothing would read as one.
+  if (images.count === 0) {
+    throw new ConfigError(
+      `${run}: the data has no test images (its classes have too few images for --test-split to hold one out): nothing to evaluate; give other data with --dataset-folder`,
+    );
+  }
   const model = await loaded.loadLayersModel();
   let evaluation: Evaluation;
   try {
@@ -191,11 +197,11 @@ export async function evaluate(run: string, options: EvaluateOptions = {}): Prom
       backend,
       ...evaluation,
     };
-    const chart = renderAccuracyChart(
-      `${runId} on ${name}: accuracy (%), ${evaluation.count} images`,
+    // The confusion matrix: what metrics.png (accuracy per class) does not show.
+    const chart = renderConfusionChart(
+      `${runId} on ${name}: ${evaluation.count} images, accuracy ${(evaluation.accuracy * 100).toFixed(1)}%`,
       result.classNames,
-      evaluation.perClassAccuracy,
-      evaluation.accuracy,
+      evaluation.confusion,
     );
     await writeAtomically(files.chart, chart);
     await writeAtomically(files.json, JSON.stringify(file, null, 2) + '\n');

@@ -1,9 +1,14 @@
 // Accuracy, per-class accuracy, loss and confusion matrix of a model on an ImageSet.
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../config.js';
 import type { ImageSet } from '../data/dataset.js';
 import { assembleBatch, NO_AUGMENTATION, type Normalization } from './batches.js';
 
 export interface Evaluation {
+  /**
+   * Mean loss and accuracy; NaN when there were no images (count 0): nothing was measured, and a 0%
+   * would read as a result. JSON files (metrics.json, run.json) hold null for them.
+   */
   loss: number;
   accuracy: number;
   /** Accuracy of each class (NaN-free: a class with no images gets 0). */
@@ -50,10 +55,48 @@ export async function evaluateModel(
   });
   const correct = confusion.reduce((a, row, k) => a + row[k]!, 0);
   return {
-    loss: set.count === 0 ? 0 : lossSum / set.count,
-    accuracy: set.count === 0 ? 0 : correct / set.count,
+    loss: set.count === 0 ? NaN : lossSum / set.count,
+    accuracy: set.count === 0 ? NaN : correct / set.count,
     perClassAccuracy,
     confusion,
     count: set.count,
   };
+}
+
+/** Whether an evaluation measured anything (a split with no images did not). */
+export function hasResult(evaluation: Pick<Evaluation, 'count' | 'accuracy'>): boolean {
+  return evaluation.count > 0 && Number.isFinite(evaluation.accuracy);
+}
+
+/** The run log's line for the test split: its accuracy, or that there was no test split. */
+export function describeTest(test: Evaluation): string {
+  return hasResult(test)
+    ? `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`
+    : 'test: no test images (the data has no test split), so no test accuracy; the validation accuracy is the result';
+}
+
+/**
+ * Refuses, before any training, a run with nothing to validate on: no validation images held out and
+ * no test split to validate on instead. Every epoch's validation accuracy would be an empty 0%, and
+ * `runs` and `sweep` rank runs by it.
+ */
+export function checkValidationImages(
+  validationImages: number,
+  trainImages: number,
+  validationSplit: number,
+): void {
+  if (validationImages > 0) return;
+  const held =
+    validationSplit === 0
+      ? '--validation-split 0 validates on the test split'
+      : `--validation-split ${validationSplit} of ${trainImages} training images holds out none`;
+  // The smallest fraction that holds out one image (the split rounds), within the schema's 0.5.
+  const enough = Math.min(0.5, Math.ceil(50 / Math.max(1, trainImages)) / 100);
+  const fix =
+    trainImages >= 2 && Math.round(trainImages * enough) < trainImages
+      ? `use --validation-split ${enough} or more, or add images`
+      : 'add images';
+  throw new ConfigError(
+    `no images to validate on: ${held}, and the data has no test images (--test-split rounds per class: 0.1 holds one out of 5); ${fix}`,
+  );
 }
