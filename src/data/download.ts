@@ -7,7 +7,7 @@ import { stat, truncate, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Progress, ProgressFactory } from '../reports/progress.js';
 import { formatBytes } from '../util/bounded-read.js';
 import { redactText, redactUrl } from '../util/redact.js';
@@ -170,6 +170,9 @@ export async function downloadResumable(options: DownloadOptions): Promise<Downl
   const { target, authorization } = withoutCredentials(parsed);
   const retries = options.retries ?? 4;
   const idle = options.idleTimeoutMs ?? 60_000;
+  // Loaded here, not at the top: undici makes itself the global fetch dispatcher when first loaded,
+  // which should happen only in a process that downloads.
+  const { EnvHttpProxyAgent, interceptors } = await import('undici');
   // Proxies from the environment; redirects followed (credentials are dropped on another origin).
   const agent = new EnvHttpProxyAgent({ headersTimeout: idle, bodyTimeout: idle, connectTimeout: idle });
   const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 10 }));
@@ -254,7 +257,14 @@ async function fetchOnce(
   const headers: Record<string, string> = { 'user-agent': 'image-classifier', 'accept-encoding': 'identity' };
   if (authorization) headers.authorization = authorization;
   if (offset > 0) headers.range = `bytes=${offset}-`;
-  const res = await request(target, { dispatcher, headers, signal, method: 'GET' });
+  const { origin, pathname, search } = new URL(target);
+  const res = await dispatcher.request({
+    origin,
+    path: `${pathname}${search}`,
+    method: 'GET',
+    headers,
+    signal,
+  });
   const status = res.statusCode;
   let start = 0;
   let total: number | undefined;
