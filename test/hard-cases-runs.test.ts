@@ -131,8 +131,8 @@ describe('Ctrl-C', () => {
   });
 
   it('twice stops at once, keeps the last checkpoint written and says how to resume', async () => {
-    const args = ['--experiment-name', 'twice', '--run-name', 'r', ...QUICK, '--epochs', '3'];
-    const r = await runInterrupted(args, cwd, [/epoch 2\/3: \d+\/1800 images/, /SIGINT: stopping/]);
+    const args = ['--experiment-name', 'twice', '--run-name', 'r', ...QUICK, '--epochs', '2'];
+    const r = await runInterrupted(args, cwd, [/epoch 2\/2: \d+\/1800 images/, /SIGINT: stopping/]);
     expect(r.code, r.all).toBe(130);
     expect(r.stderr).toMatch(/SIGINT again: stopping at once/);
     // The stop at once may land before or after the checkpoint of the first stop is written.
@@ -215,7 +215,7 @@ describe('losing work', () => {
   });
 
   it("a disk that fills while epoch 2's checkpoint is written keeps epoch 1's to resume from", async () => {
-    const args = ['--experiment-name', 'disk', '--run-name', 'ckpt', ...QUICK, '--epochs', '3'];
+    const args = ['--experiment-name', 'disk', '--run-name', 'ckpt', ...QUICK, '--epochs', '2'];
     const r = await runCli(args, { cwd, env: fullDisk('checkpoint\\.tmp/weights\\.bin$', 1) });
     expect(r.code, r.stderr).toBe(1);
     expect(messages(r.stderr)).toHaveLength(1);
