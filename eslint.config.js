@@ -11,6 +11,8 @@ export default tseslint.config(
       'data/',
       'coverage/',
       'build/',
+      '.device-build/',
+      '.device-bundle/',
       'src/backends/kernels/*.wasm.ts',
     ],
   },
