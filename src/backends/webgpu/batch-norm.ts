@@ -137,15 +137,26 @@ function combineProgram(backend: WebGpuBackend, l: Layout, what: 'mean' | 'varia
 
 type Params = Parameters<tf.KernelFunc>[0];
 
+/** The chunk statistics of x (and of dy, for the gradient), combined into two [C] results. */
+function statistics(
+  backend: WebGpuBackend,
+  l: Layout,
+  epsilon: number,
+  inputs: tf.TensorInfo[],
+  which: ['mean', 'variance'] | ['sum0', 'sum1'],
+): [tf.TensorInfo, tf.TensorInfo] {
+  const parts = run(backend, chunkStatsProgram(l, which[0] === 'sum0', epsilon), inputs);
+  const [a, b] = which.map((what) => run(backend, combineProgram(backend, l, what), [parts]));
+  backend.disposeData(parts.dataId);
+  return [a!, b!];
+}
+
 function batchNormTrain({ inputs, backend: b, attrs }: Params): tf.TensorInfo[] {
   const backend = b as unknown as WebGpuBackend;
   const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
   const { epsilon } = attrs as unknown as { epsilon: number };
   const l = layout(x);
-  const parts = run(backend, chunkStatsProgram(l, false, epsilon), [x]);
-  const mean = run(backend, combineProgram(backend, l, 'mean'), [parts]);
-  const variance = run(backend, combineProgram(backend, l, 'variance'), [parts]);
-  backend.disposeData(parts.dataId);
+  const [mean, variance] = statistics(backend, l, epsilon, [x], ['mean', 'variance']);
   const y = run(
     backend,
     elementwise(
@@ -170,10 +181,7 @@ function batchNormTrainGrad({ inputs, backend: b, attrs }: Params): tf.TensorInf
   >;
   const { epsilon } = attrs as unknown as { epsilon: number };
   const l = layout(x);
-  const parts = run(backend, chunkStatsProgram(l, true, epsilon), [x, dy, mean, variance]);
-  const dbeta = run(backend, combineProgram(backend, l, 'sum0'), [parts]);
-  const dgamma = run(backend, combineProgram(backend, l, 'sum1'), [parts]);
-  backend.disposeData(parts.dataId);
+  const [dbeta, dgamma] = statistics(backend, l, epsilon, [x, dy, mean, variance], ['sum0', 'sum1']);
   // dx = gamma * invStd * (dy - dbeta / m - xhat * dgamma / m), m the rows per channel.
   const dx = run(
     backend,

@@ -3,13 +3,8 @@
 // as the ops in src/training/sgd.ts. The learning rate is a uniform (it changes every step; a
 // constant would compile a shader per value); momentum, weight decay and Nesterov are constants.
 import * as tf from '@tensorflow/tfjs';
+import type { SgdSettings } from '../wasm-sgd.js';
 import { elementwise, run, type WebGpuBackend } from './program.js';
-
-export interface SgdSettings {
-  momentum: number;
-  nesterov: boolean;
-  weightDecay: number;
-}
 
 function f32(value: number): string {
   // WGSL float literal of a float32 value (enough digits to round-trip).
