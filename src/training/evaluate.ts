@@ -2,12 +2,20 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../config.js';
 import type { ImageSet } from '../data/dataset.js';
-import { assembleBatch, NO_AUGMENTATION, type Normalization } from './batches.js';
+import { GpuImages, PARAMS_PER_IMAGE } from '../backends/webgpu/batches.js';
+import {
+  assembleBatch,
+  batchParams,
+  NO_AUGMENTATION,
+  normalizationTable,
+  type Normalization,
+} from './batches.js';
 
 export interface Evaluation {
   /**
    * Mean loss and accuracy; NaN when there were no images (count 0): nothing was measured, and a 0%
-   * would read as a result. JSON files (metrics.json, run.json) hold null for them.
+   * would read as a result. metrics.json holds null for them (read back as NaN), and run.json's
+   * results (the Manifest) null.
    */
   loss: number;
   accuracy: number;
@@ -18,36 +26,65 @@ export interface Evaluation {
   count: number;
 }
 
-/** Async: results are read back with `data()`, which every backend supports (WebGPU in Node has no dataSync). */
+/**
+ * Async: results are read back with `data()`, which every backend supports (WebGPU in Node has no
+ * dataSync). One batch is in flight while the previous one is read back, and on WebGPU the images
+ * are uploaded once and batches assembled on the GPU, in larger batches (`batchSize` by default 500,
+ * 2,000 there): per-image results do not depend on the batch size.
+ */
 export async function evaluateModel(
   model: tf.LayersModel,
   set: ImageSet,
   norm: Normalization,
   numClasses: number,
-  batchSize = 500,
+  batchSize?: number,
 ): Promise<Evaluation> {
   const confusion = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   const size = set.height * set.width * set.channels;
+  const gpu = set.count > 0 ? GpuImages.upload(set, normalizationTable(norm, set.channels)) : undefined;
+  const batch = batchSize ?? (gpu ? 2000 : 500);
   const order = Int32Array.from({ length: set.count }, (_, i) => i);
-  const x = new Float32Array(batchSize * size);
-  const y = new Int32Array(batchSize);
+  const x = new Float32Array(gpu ? 0 : batch * size);
+  const params = new Int32Array(gpu ? batch * PARAMS_PER_IMAGE : 0);
   let lossSum = 0;
-  for (let start = 0; start < set.count; start += batchSize) {
-    const n = Math.min(batchSize, set.count - start);
-    assembleBatch(set, order, start, n, norm, NO_AUGMENTATION, undefined, x, y);
-    const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
-      const input = tf.tensor4d(x.subarray(0, n * size), [n, set.height, set.width, set.channels]);
-      const logits = model.predict(input) as tf.Tensor2D;
-      const labels = tf.oneHot(tf.tensor1d(y.subarray(0, n), 'int32'), numClasses);
-      const perImage = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.NONE);
-      return [perImage, tf.argMax(logits, 1)];
-    });
-    const [losses, predictions] = await Promise.all([outputs[0].data(), outputs[1].data()]);
-    tf.dispose(outputs);
-    for (let i = 0; i < n; i++) {
-      lossSum += losses[i]!;
-      confusion[y[i]!]![predictions[i]!]!++;
+  let pending: Promise<void> | undefined;
+  try {
+    for (let start = 0; start < set.count; start += batch) {
+      const n = Math.min(batch, set.count - start);
+      const y = new Int32Array(n);
+      let input: tf.Tensor4D;
+      if (gpu) {
+        batchParams(set, order, start, n, NO_AUGMENTATION, undefined, params, PARAMS_PER_IMAGE, y);
+        input = gpu.batch(params, n);
+      } else {
+        assembleBatch(set, order, start, n, norm, NO_AUGMENTATION, undefined, x, y);
+        input = tf.tensor4d(x.subarray(0, n * size), [n, set.height, set.width, set.channels]);
+      }
+      const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
+        const logits = model.predict(input) as tf.Tensor2D;
+        const labels = tf.oneHot(tf.tensor1d(y, 'int32'), numClasses);
+        const perImage = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.NONE);
+        return [perImage, tf.argMax(logits, 1)];
+      });
+      input.dispose();
+      const previous = pending;
+      pending = (async () => {
+        // Read in batch order: the loss is summed in the same order whatever the batch size.
+        await previous;
+        const [losses, predictions] = await Promise.all([outputs[0].data(), outputs[1].data()]);
+        tf.dispose(outputs);
+        for (let i = 0; i < n; i++) {
+          lossSum += losses[i]!;
+          confusion[y[i]!]![predictions[i]!]!++;
+        }
+      })();
+      // Seen below; a failure here must not be unhandled while the next batch is queued.
+      pending.catch(() => undefined);
+      if (previous) await previous;
     }
+    await pending;
+  } finally {
+    gpu?.dispose();
   }
   const perClassAccuracy = confusion.map((row, k) => {
     const total = row.reduce((a, b) => a + b, 0);
