@@ -235,7 +235,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case 'invalid_type':
       if (issue.input === undefined) return `${flag} is required`;
       // zod's number type refuses Infinity and NaN (from a config file's .inf or .nan) as not numbers.
-      if (typeof issue.input === 'number') return `${flag} must be a finite number${got}`;
+      if (typeof issue.input === 'number' && !Number.isFinite(issue.input))
+        return `${flag} must be a finite number${got}`;
       return `${flag} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
     case 'too_small':
       return issue.origin === 'string'

@@ -54,7 +54,7 @@ export interface Manifest {
   resumes: Array<{ at: string; epoch: number; step: number }>;
   /** The run this one reproduces (`image-classifier-trainer reproduce`), as `<experiment>/<run>`. */
   reproductionOf: string | null;
-  /** testAccuracy and testLoss are null when the data had no test images (NaN in memory: JSON writes null). */
+  /** testAccuracy and testLoss are null when the data had no test images (nothing was measured). */
   results: {
     testAccuracy: number | null;
     testLoss: number | null;

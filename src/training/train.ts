@@ -1029,8 +1029,9 @@ async function writeRun(
     resumes: facts.resumes,
     reproductionOf: facts.reproductionOf,
     results: {
-      testAccuracy: metrics.test.accuracy,
-      testLoss: metrics.test.loss,
+      // null without test images (the evaluation's NaN): the same in memory as in run.json.
+      testAccuracy: Number.isFinite(metrics.test.accuracy) ? metrics.test.accuracy : null,
+      testLoss: Number.isFinite(metrics.test.loss) ? metrics.test.loss : null,
       validationAccuracy: last.validationAccuracy,
       validationLoss: last.validationLoss,
     },
