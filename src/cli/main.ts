@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
 import { BackendError } from '../backends/select.js';
 import { doctor } from '../training/doctor.js';
-import { describeParserMessage, numberOption, PARSER_CONFIGURATION } from './number-flags.js';
+import { numberOption, PARSER_CONFIGURATION } from './number-flags.js';
 import { terminalProgress } from '../reports/progress.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
 import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
@@ -492,7 +492,7 @@ export async function main(args: string[]): Promise<void> {
     .fail((message, error) => {
       // yargs' own errors (YError: a flag's coerce refused its value) are bad input too.
       if (error && error.name !== 'YError') throw error;
-      fail(describeParserMessage(message ?? error?.message ?? ''), EXIT_BAD_INPUT);
+      fail(message, EXIT_BAD_INPUT);
     });
   try {
     await parser.parseAsync();

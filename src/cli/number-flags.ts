@@ -30,9 +30,3 @@ export function numberOption(
     coerce: (value: unknown) => checkNumberFlag(parseNumberFlag(value, flag), flag, bounds ?? {}),
   };
 }
-
-/** yargs' "Not enough arguments following: momentum" for a flag given last, without its value. */
-export function describeParserMessage(message: string): string {
-  const missing = /^Not enough arguments following: (\S+)$/.exec(message);
-  return missing ? `--${missing[1]} needs a value` : message;
-}
