@@ -53,10 +53,12 @@ describe('image-classifier-trainer', () => {
     expect(stdout).toContain('Examples:');
   });
 
-  it('doctor lists the backends and which one auto picks', async () => {
+  it('doctor lists the backends, their step times and which one auto picks', async () => {
     const { code, stdout } = await runCli(['doctor']);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^wasm +cpu +works \(@tensorflow\/tfjs-backend-wasm@[\d.]+, \d+ threads?\)$/m);
+    expect(stdout).toMatch(
+      /^wasm +cpu +works \(@tensorflow\/tfjs-backend-wasm@[\d.]+, \d+ threads?; vgg@256 step \d+\.\d ms\)$/m,
+    );
     expect(stdout).toMatch(/^tensorflow +cpu +(works \(.+\)|unavailable: .+)$/m);
     // The native kernels say which instruction set they run, or why they cannot.
     expect(stdout).toMatch(
