@@ -172,7 +172,7 @@ describe('Ctrl-C', () => {
     const r = await runInterrupted(args, cwd, [/^backend: /m]);
     expect(r.code, r.all).toBe(130);
     expect(lastLine(r.stderr)).toBe(
-      'image-classifier-trainer: interrupted before training started; nothing was written',
+      'image-classifier-trainer: interrupted before training started; no run was written',
     );
     expect(entries(experiments, 'loading')).toEqual([]);
   });
@@ -532,5 +532,22 @@ describe('reproduce and runs', () => {
     }
     expect(readdirSync(join(cwd, 'outside'))).toEqual([]);
     expect(existsSync(join(cwd, 'comparison.png'))).toBe(false);
+  });
+});
+
+describe('sweep files that are not files', () => {
+  it('a device or a FIFO as the sweep file is refused at once (exit 2), not read forever', async () => {
+    const cwd = tempFolder();
+    const fifo = join(cwd, 'sweep.yaml');
+    spawn('mkfifo', [fifo]).on('exit', () => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    for (const file of ['/dev/zero', fifo]) {
+      const r = await runCli(['sweep', file], { cwd });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim()).toBe(
+        `image-classifier-trainer: sweep file ${file}: cannot read it (not a regular file)`,
+      );
+    }
+    expect(readdirSync(cwd)).toEqual(['sweep.yaml']);
   });
 });

@@ -107,7 +107,7 @@ describe('library', () => {
     const controller = new AbortController();
     controller.abort();
     await expect(train(quick(experiments, 'early'), { signal: controller.signal })).rejects.toThrow(
-      /before training started; nothing was written/,
+      /before training started; no run was written/,
     );
     expect(readdirSync(join(experiments, 'lib')).filter((n) => n.includes('early'))).toEqual([]);
   });

@@ -1,12 +1,12 @@
 // Sweep files in the W&B style (method, metric, parameters with values or distributions, run_cap),
 // turned into a fixed list of trials: the same file (and seed) always gives the same trials, so a
 // sweep can be stopped, rerun, or fanned out as a CI matrix and still mean the same runs.
-import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, flagName, keyName, parseRunConfig, type RunConfig } from '../config.js';
 import { Random } from '../data/random.js';
+import { readBoundedFileSync } from '../util/bounded-read.js';
 
 const scalar = z.union([z.number(), z.string(), z.boolean()]);
 
@@ -79,7 +79,8 @@ function fail(file: string, message: string): never {
 export function readSweepFile(file: string, base: Record<string, unknown> = {}): Sweep {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    // Bounded, regular files only, as --config: a device or a FIFO must not be read forever.
+    text = readBoundedFileSync(file, 2 ** 20).toString('utf8');
   } catch (error) {
     fail(file, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }

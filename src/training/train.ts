@@ -291,7 +291,7 @@ export async function train(input: RunConfigInput, options: TrainOptions = {}): 
           `${what} before the first checkpoint (end of epoch 1); nothing was kept`,
         );
       } else {
-        error = new TrainingInterrupted(`${what}; nothing was written`);
+        error = new TrainingInterrupted(`${what}; no run was written`);
       }
     } catch (moveError) {
       // Inside a signal handler: say where the folder still is rather than throw.
