@@ -16,17 +16,23 @@ export interface SgdSettings {
 }
 
 /**
- * Updates `variables` (and the momentum `buffers`) in place when the active backend is wasm with
- * our SIMD kernels and no other tensor shares their memory; returns false (and changes nothing)
- * otherwise, for the caller to use tfjs ops.
+ * A backend's fused SGD update of `variables` (and their momentum `buffers`) with the gradients
+ * `grads`: true when done, false (nothing changed) when the active backend is not its own.
  */
-export function wasmSgdStep(
+export type FusedSgdStep = (
   variables: readonly tf.Variable[],
   grads: readonly tf.Tensor[],
   buffers: readonly tf.Variable[],
   settings: SgdSettings,
   learningRate: number,
-): boolean {
+) => boolean;
+
+/**
+ * Updates `variables` (and the momentum `buffers`) in place when the active backend is wasm with
+ * our SIMD kernels and no other tensor shares their memory; returns false (and changes nothing)
+ * otherwise, for the caller to use tfjs ops.
+ */
+export const wasmSgdStep: FusedSgdStep = (variables, grads, buffers, settings, learningRate) => {
   if (tf.getBackend() !== 'wasm') return false;
   const backend = asWasmBackend(tf.backend());
   const simd = simdKernels(heapMemory(backend));
@@ -55,4 +61,4 @@ export function wasmSgdStep(
     next.dispose();
   }
   return true;
-}
+};

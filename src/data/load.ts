@@ -1,4 +1,5 @@
 // One entry point for every data source, so training and evaluation load data the same way.
+import { availableParallelism } from 'node:os';
 import { ConfigError, type RunConfig } from '../config.js';
 import type { Dataset } from './dataset.js';
 import { loadCifar10 } from './cifar10.js';
@@ -28,6 +29,23 @@ export interface LoadDatasetOptions {
   signal?: AbortSignal;
   progress: ProgressFactory;
   log: (message: string) => void;
+}
+
+/** The options a run's configuration decides: where the data is, its size, split and seed. */
+export function datasetOptions(
+  config: RunConfig,
+  imageSize: LoadDatasetOptions['imageSize'],
+): Omit<LoadDatasetOptions, 'progress' | 'log' | 'download' | 'signal'> {
+  return {
+    dataset: config.dataset,
+    datasetFolder: config.datasetFolder,
+    cacheFolder: config.dataFolder,
+    imageSize,
+    seed: config.seed,
+    numWorkers: config.numWorkers ?? availableParallelism(),
+    testSplit: config.testSplit,
+    downloadUrl: config.downloadUrl,
+  };
 }
 
 export async function loadDataset(options: LoadDatasetOptions): Promise<Dataset> {

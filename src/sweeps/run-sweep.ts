@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, flagName, keyName, type RunConfig } from '../config.js';
-import { loadDataset } from '../data/load.js';
+import { datasetOptions, loadDataset } from '../data/load.js';
 import { INPUT_SHAPE } from '../models/index.js';
 import { silentProgress } from '../reports/progress.js';
 import { loadCheckpoint } from '../runs/checkpoint.js';
@@ -174,14 +174,7 @@ async function assertTrialsCurrent(
       checksums.set(
         key,
         loadDataset({
-          dataset: config.dataset,
-          datasetFolder: config.datasetFolder,
-          cacheFolder: config.dataFolder,
-          imageSize: { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] },
-          seed: config.seed,
-          numWorkers: config.numWorkers ?? availableParallelism(),
-          testSplit: config.testSplit,
-          downloadUrl: config.downloadUrl,
+          ...datasetOptions(config, { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] }),
           download: false,
           progress: silentProgress,
           log: () => {},

@@ -8,13 +8,12 @@
 // with a checkpoint, or gone. A failure after a checkpoint was written keeps it in `.<run>.partial`.
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, flagName, parseRunConfig, type RunConfig, type RunConfigInput } from '../config.js';
 import { selectBackend, type BackendInfo } from '../backends/select.js';
 import { selectImages, type Dataset, type ImageSet } from '../data/dataset.js';
-import { loadDataset } from '../data/load.js';
+import { datasetOptions, loadDataset } from '../data/load.js';
 import { Random } from '../data/random.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
 import { loadModelFile, MODEL_FILE, saveModel } from '../models/io.js';
@@ -360,14 +359,7 @@ async function trainRun(
     }
 
     const dataset = await loadDataset({
-      dataset: config.dataset,
-      datasetFolder: config.datasetFolder,
-      cacheFolder: config.dataFolder,
-      imageSize: { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] },
-      seed: config.seed,
-      numWorkers: config.numWorkers ?? availableParallelism(),
-      testSplit: config.testSplit,
-      downloadUrl: config.downloadUrl,
+      ...datasetOptions(config, { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] }),
       download: true,
       signal: options.signal,
       progress,

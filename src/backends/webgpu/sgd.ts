@@ -3,7 +3,7 @@
 // as the ops in src/training/sgd.ts. The learning rate is a uniform (it changes every step; a
 // constant would compile a shader per value); momentum, weight decay and Nesterov are constants.
 import * as tf from '@tensorflow/tfjs';
-import type { SgdSettings } from '../wasm-sgd.js';
+import type { FusedSgdStep } from '../wasm-sgd.js';
 import { elementwise, run, type WebGpuBackend } from './program.js';
 
 function f32(value: number): string {
@@ -16,13 +16,7 @@ function f32(value: number): string {
  * Updates `variables` and the momentum `buffers` (both by assigning new tensors) when the active
  * backend is webgpu; returns false (and changes nothing) otherwise.
  */
-export function webgpuSgdStep(
-  variables: readonly tf.Variable[],
-  grads: readonly tf.Tensor[],
-  buffers: readonly tf.Variable[],
-  settings: SgdSettings,
-  learningRate: number,
-): boolean {
+export const webgpuSgdStep: FusedSgdStep = (variables, grads, buffers, settings, learningRate) => {
   if (tf.getBackend() !== 'webgpu') return false;
   if ([...variables, ...grads, ...buffers].some((t) => t.dtype !== 'float32')) return false;
   const backend = tf.backend() as unknown as WebGpuBackend;
@@ -76,4 +70,4 @@ export function webgpuSgdStep(
     assign(w, newWeights);
   }
   return true;
-}
+};
