@@ -19,6 +19,7 @@ import {
   type WandbTrackerOptions,
 } from '../src/tracking/wandb.js';
 import { runCli, tempFolder, type CliResult } from './helpers/cli.js';
+import { makeFolder } from './helpers/images.js';
 import { startWandbServer, type WandbServer, type WandbServerOptions } from './helpers/wandb-server.js';
 
 // 40 characters after the last '-', like a real key.
@@ -158,6 +159,18 @@ describe('--wandb against a W&B stand-in', () => {
     }
     for (const request of wb.requests.filter((r) => r.method === 'PUT'))
       expect(request.headers.authorization).toBeUndefined();
+  });
+
+  it('a run with no test split sends no test metrics (not NaN)', async () => {
+    const wb = await serve();
+    // 4 images a class: the image folder's test split rounds to none.
+    const images = join(tempFolder('ic-wandb-images-'), 'four-each');
+    await makeFolder(images, 4);
+    const noTest = await trainCli(wb.url, 1, {}, ['--dataset', 'image-folder', '--dataset-folder', images]);
+    expect(noTest.code, noTest.stderr).toBe(0);
+    expect(noTest.stdout).toMatch(/no test split/);
+    expect(Object.keys(wb.summary())).toContain('charts/metrics');
+    expect(Object.keys(wb.summary()).filter((k) => k.startsWith('test/'))).toEqual([]);
   });
 
   it('W&B answering HTTP 500: the run completes untracked, with one warning', async () => {

@@ -313,10 +313,14 @@ class WandbTracker implements Tracker {
   }
 
   async finish(summary: RunSummary, files: string[]): Promise<TrackingRecord | null> {
-    const data: Record<string, number> = { 'test/accuracy': summary.accuracy, 'test/loss': summary.loss };
-    summary.classNames.forEach((name, i) => {
-      data[`test/class_accuracy/${name}`] = summary.perClassAccuracy[i] ?? 0;
-    });
+    // A run with no test split measured nothing there: no test metrics rather than NaN.
+    const data: Record<string, number> = {};
+    if (Number.isFinite(summary.accuracy)) {
+      Object.assign(data, { 'test/accuracy': summary.accuracy, 'test/loss': summary.loss });
+      summary.classNames.forEach((name, i) => {
+        data[`test/class_accuracy/${name}`] = summary.perClassAccuracy[i] ?? 0;
+      });
+    }
     const problem = await this.end({ type: 'finish', step: this.lastEpoch, data, files, exitCode: 0 });
     if (problem) this.warn(problem);
     else if (this.record.url) this.log(`W&B: metrics, summary and charts uploaded to ${this.record.url}`);
