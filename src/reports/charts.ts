@@ -43,16 +43,22 @@ function draw<T>(config: ChartConfiguration, use: (canvas: Canvas) => T, width =
 
 const titleFont = { size: 18, weight: 'bold' as const };
 
-/** A chart with only a message: what to draw when there is nothing to plot. */
-function messageChart(title: string, message: string): Buffer {
-  const canvas = createCanvas(WIDTH, HEIGHT);
+/** A white canvas with a centred bold title at `titleY`, drawing left in the title's colour, centred. */
+function titledCanvas(width: number, height: number, title: string, titleY: number) {
+  const canvas = createCanvas(width, height);
   const ctx = canvas.getContext('2d');
   ctx.fillStyle = '#ffffff';
-  ctx.fillRect(0, 0, WIDTH, HEIGHT);
+  ctx.fillRect(0, 0, width, height);
   ctx.fillStyle = '#222';
   ctx.textAlign = 'center';
   ctx.font = 'bold 18px sans-serif';
-  ctx.fillText(title, WIDTH / 2, 40);
+  ctx.fillText(title, width / 2, titleY);
+  return { canvas, ctx };
+}
+
+/** A chart with only a message: what to draw when there is nothing to plot. */
+function messageChart(title: string, message: string): Buffer {
+  const { canvas, ctx } = titledCanvas(WIDTH, HEIGHT, title, 40);
   ctx.font = '16px sans-serif';
   ctx.fillText(message, WIDTH / 2, HEIGHT / 2);
   return canvas.toBuffer('image/png');
@@ -393,14 +399,7 @@ export function renderConfusionChart(title: string, classNames: string[], confus
   const side = 150;
   const width = Math.max(WIDTH, left + k * cell + side + 20);
   const height = top + k * cell + 60;
-  const canvas = createCanvas(width, height);
-  const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#ffffff';
-  ctx.fillRect(0, 0, width, height);
-  ctx.fillStyle = '#222';
-  ctx.textAlign = 'center';
-  ctx.font = 'bold 18px sans-serif';
-  ctx.fillText(title, width / 2, 30);
+  const { canvas, ctx } = titledCanvas(width, height, title, 30);
   ctx.font = font;
   ctx.fillText('predicted class', left + (k * cell) / 2, 62);
   ctx.save();
