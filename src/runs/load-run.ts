@@ -8,7 +8,7 @@ import { ConfigError } from '../config.js';
 import { selectBackend } from '../backends/select.js';
 import { createClassifier, type ClassifierModel, type ModelBackendOptions } from '../models/classifier.js';
 import { loadModelFile, MODEL_FILE } from '../models/io.js';
-import type { Metrics } from '../training/train.js';
+import type { Metrics } from '../training/state.js';
 import { readBoundedFile } from '../util/bounded-read.js';
 import { MANIFEST_FILE, ManifestError, parseManifest, type Manifest } from './manifest.js';
 

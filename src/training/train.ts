@@ -64,10 +64,13 @@ import {
   normalizationTable,
   type Normalization,
 } from './batches.js';
-import { checkValidationImages, describeTest, evaluateModel, type Evaluation } from './evaluate.js';
+import { checkValidationImages, describeTest, evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import { Sgd } from './sgd.js';
+import type { EpochMetrics, Metrics } from './state.js';
 import { measureTrainingStep, trainStep } from './step.js';
+
+export type { EpochMetrics, Metrics } from './state.js';
 
 export const METRICS_FILE = 'metrics.json';
 export const LOG_FILE = 'train.log';
@@ -108,22 +111,6 @@ export interface TrainOptions {
    * (awaited before the next epoch starts). A throw fails the run; the checkpoint stays resumable.
    */
   onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
-}
-
-export interface EpochMetrics {
-  epoch: number;
-  trainLoss: number;
-  trainAccuracy: number;
-  validationLoss: number;
-  validationAccuracy: number;
-  learningRate: number;
-  seconds: number;
-  imagesPerSecond: number;
-}
-
-export interface Metrics {
-  history: EpochMetrics[];
-  test: Evaluation & { classNames: string[] };
 }
 
 export interface TrainResult {
