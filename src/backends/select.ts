@@ -224,9 +224,14 @@ export interface BackendReport {
 /** Times a training step on the active backend (src/training/step.ts measureTrainingStep). */
 export type MeasureStep = () => Promise<number>;
 
-async function measureOn(info: BackendInfo, measure: MeasureStep): Promise<number> {
+/** Makes a loaded backend the active one again (native runs on tfjs's wasm backend). */
+async function activate(info: BackendInfo): Promise<void> {
   const candidate = CANDIDATES.find((c) => c.name === info.name)!;
   await tf.setBackend(candidate.tfjsName ?? candidate.name);
+}
+
+async function measureOn(info: BackendInfo, measure: MeasureStep): Promise<number> {
+  await activate(info);
   return measure();
 }
 
@@ -270,7 +275,7 @@ export async function selectBackend(
         const gpuMs = await measureOn(info, options.measureStep);
         const cpuMs = await measureOn(cpu, options.measureStep);
         const winner = gpuMs <= cpuMs ? info : cpu;
-        await measureOn(winner, async () => 0);
+        await activate(winner);
         return { ...winner, measuredStepMs: { [info.name]: gpuMs, [cpu.name]: cpuMs } };
       }
     }

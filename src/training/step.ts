@@ -1,7 +1,7 @@
 // One SGD step of a model, and the measurement `auto` picks a backend by. A module of its own so
 // that backend selection, the trainer and the benchmark share the one step they all time.
 import * as tf from '@tensorflow/tfjs';
-import type { ModelName } from '../config.js';
+import { parseRunConfig, type ModelName } from '../config.js';
 import { Random } from '../data/random.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
 import { Sgd } from './sgd.js';
@@ -62,13 +62,22 @@ export async function measureTrainingStep(modelName: ModelName, batchSize: numbe
   const numClasses = 10;
   const model = buildModel(modelName, { inputShape: INPUT_SHAPE, numClasses, seed: 0 });
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = new Sgd(variables, { momentum: 0.9, nesterov: true, weightDecay: 5e-4 });
+  // The default recipe's optimiser and loss (the schema's defaults), at a small learning rate: random
+  // labels at the recipe's peak rate could diverge, and NaNs would time unrepresentatively.
+  const recipe = parseRunConfig({
+    experimentName: 'measure',
+    runName: 'measure',
+    model: modelName,
+    batchSize,
+  });
+  const optimizer = new Sgd(variables, recipe);
   const random = new Random(0);
   const x = Float32Array.from({ length: batchSize * INPUT_SHAPE.reduce((a, b) => a * b, 1) }, () =>
     random.normal(),
   );
   const y = Int32Array.from({ length: batchSize }, () => random.int(numClasses));
-  const step = () => trainStep(model, variables, optimizer, x, y, batchSize, numClasses, 0.2, 0.001);
+  const step = () =>
+    trainStep(model, variables, optimizer, x, y, batchSize, numClasses, recipe.labelSmoothing, 0.001);
   try {
     await step();
     const t0 = performance.now();
