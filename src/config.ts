@@ -1,6 +1,7 @@
 // The single source of truth for a run's configuration. The CLI's flags (names, help, defaults,
 // choices), config files and the library's `TrainOptions` type are all derived from this schema.
 import { z } from 'zod';
+import { ConfigError } from './errors.js';
 
 /** Run and experiment names become folder names: one safe path segment each. */
 const folderName = z
@@ -195,11 +196,6 @@ export type RunConfig = z.infer<typeof runConfigSchema>;
 /** What a caller gives: the two names, plus any overrides of the defaults. */
 export type RunConfigInput = z.input<typeof runConfigSchema>;
 export type ModelName = (typeof MODEL_NAMES)[number];
-
-/** Thrown for bad configuration: one line that names the flag and the problem. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
 
 /** `learningRate` -> `learning-rate`: the flag names are the schema keys in kebab case. */
 export function flagName(key: string): string {

@@ -1,9 +1,24 @@
 // The library: everything the CLI does, callable from code.
 export {
-  train,
+  UserError,
+  ConfigError,
+  InputError,
+  BackendError,
+  ManifestError,
   TrainingInterrupted,
   TrainingFailed,
   TrainingDiverged,
+  RunNameTaken,
+  NetworkError,
+  DownloadInterrupted,
+  DownloadTooLarge,
+  UnreadableFileError,
+  ImageDecodeError,
+  EXIT,
+  type ExitCode,
+} from './errors.js';
+export {
+  train,
   type TrainOptions,
   type TrainResult,
   type Metrics,
@@ -18,7 +33,6 @@ export { verifyRun, type VerifyReport, type FileCheck } from './runs/verify.js';
 export {
   runConfigSchema,
   parseRunConfig,
-  ConfigError,
   type RunConfig,
   type RunConfigInput,
   type ModelName,
@@ -36,7 +50,6 @@ export { terminalProgress, silentProgress, type Progress, type ProgressFactory }
 export {
   loadModel,
   predict,
-  ImageDecodeError,
   type ClassifierModel,
   type ImageInput,
   type LabelProbability,

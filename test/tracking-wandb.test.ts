@@ -7,7 +7,8 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../src/config.js';
 import type { Manifest } from '../src/runs/manifest.js';
-import { train, TrainingInterrupted, type Metrics } from '../src/training/train.js';
+import { TrainingInterrupted } from '../src/errors.js';
+import { train, type Metrics } from '../src/training/train.js';
 import {
   createTracker,
   createWandbTracker,

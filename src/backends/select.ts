@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 import type { NativeKernels } from './native-kernels.js';
 import { vulkanProblem } from './webgpu/vulkan.js';
+import { BackendError } from '../errors.js';
 
 export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'native' | 'wasm' | 'cpu';
 
@@ -185,10 +186,6 @@ async function smokeTest(): Promise<void> {
   } finally {
     tf.dispose([grad, w]);
   }
-}
-
-export class BackendError extends Error {
-  override name = 'BackendError';
 }
 
 async function tryCandidate(candidate: Candidate, threads: number, explicit = false): Promise<BackendInfo> {

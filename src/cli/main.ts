@@ -3,8 +3,8 @@
 import yargs, { type Argv, type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
-import { BackendError } from '../backends/select.js';
+import { flagSpecs, keyName, parseRunConfig, type RunConfigInput } from '../config.js';
+
 import { doctor } from '../training/doctor.js';
 import { numberOption, PARSER_CONFIGURATION } from './number-flags.js';
 import { terminalProgress } from '../reports/progress.js';
@@ -23,12 +23,8 @@ import {
   runServe,
   serveOptions,
 } from '../serving/commands.js';
-import { train, TrainingInterrupted } from '../training/train.js';
-
-/** Exit codes besides 0 (success) and 1 (failure): documented in --help and the README. */
-const EXIT_BAD_INPUT = 2;
-const EXIT_DIFFERS = 3;
-const EXIT_INTERRUPTED = 130;
+import { train } from '../training/train.js';
+import { ConfigError, EXIT, firstLine, PROGRAM, UserError } from '../errors.js';
 
 /** The ancestor's snake_case flags keep working, so old commands and scripts run unchanged. */
 const ANCESTOR_ALIASES: Record<string, string[]> = {
@@ -250,7 +246,7 @@ async function runReproduce(argv: Record<string, unknown>): Promise<void> {
     );
     for (const change of report.inputChanges) console.log(`input changed: ${change}`);
     console.log(report.verdict);
-    if (!report.identical) process.exitCode = EXIT_DIFFERS;
+    if (!report.identical) process.exitCode = EXIT.differs;
   } finally {
     done();
   }
@@ -265,7 +261,7 @@ async function runVerify(argv: Record<string, unknown>): Promise<void> {
       ? `${report.path}: all ${report.files.length} files match run.json`
       : `${report.path}: ${bad.length} of ${report.files.length} files changed or missing since the run was written`,
   );
-  if (!report.ok) process.exitCode = EXIT_DIFFERS;
+  if (!report.ok) process.exitCode = EXIT.differs;
 }
 
 async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
@@ -312,7 +308,7 @@ async function runSweepCommand(argv: Record<string, unknown>): Promise<void> {
       console.log(
         `interrupted: ${interrupted.map((t) => t.name).join(', ')} (rerun the same command to resume)`,
       );
-      process.exitCode = EXIT_INTERRUPTED;
+      process.exitCode = EXIT.interrupted;
     } else if (failed.length > 0) process.exitCode = 1;
   } finally {
     done();
@@ -358,13 +354,13 @@ async function runDoctor(): Promise<void> {
 }
 
 function fail(message: string, code: number): never {
-  process.stderr.write(`image-classifier-trainer: ${message}\n`);
+  process.stderr.write(`${PROGRAM}: ${message}\n`);
   process.exit(code);
 }
 
 export async function main(args: string[]): Promise<void> {
   const parser = yargs(args)
-    .scriptName('image-classifier-trainer')
+    .scriptName(PROGRAM)
     .usage('$0 [options]: train an image classifier and write experiments/<experiment>/<run>/')
     .command('$0', 'Train a model (the default command)', trainOptions, async (argv) => runTrain(argv))
     .command(
@@ -492,15 +488,16 @@ export async function main(args: string[]): Promise<void> {
     .fail((message, error) => {
       // yargs' own errors (YError: a flag's coerce refused its value) are bad input too.
       if (error && error.name !== 'YError') throw error;
-      fail(message, EXIT_BAD_INPUT);
+      fail(message, EXIT.badInput);
     });
-  try {
-    await parser.parseAsync();
-  } catch (error) {
-    if (error instanceof ConfigError || error instanceof BackendError) fail(error.message, EXIT_BAD_INPUT);
-    if (error instanceof TrainingInterrupted) fail(error.message, EXIT_INTERRUPTED);
-    fail(error instanceof Error ? error.message.split('\n')[0]! : String(error), 1);
-  }
+  await parser.parseAsync();
 }
 
-await main(hideBin(process.argv));
+/** The one error handler: a UserError's message and exit code; anything else, its first line and 1. */
+function handleError(error: unknown): never {
+  // A UserError's message is written for the terminal; anything else may carry a stack-like tail.
+  if (error instanceof UserError) fail(error.message, error.exitCode);
+  fail(firstLine(error), EXIT.failed);
+}
+
+await main(hideBin(process.argv)).catch(handleError);

@@ -4,14 +4,15 @@ import { constants, readFileSync, unlinkSync } from 'node:fs';
 import { access, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tar from 'tar';
-import { ConfigError } from '../config.js';
+
 import { formatBytes } from '../util/bounded-read.js';
 import { isRedactedUrl, redactUrl } from '../util/redact.js';
-import { downloadResumable, DownloadInterrupted, DownloadTooLarge, NetworkError } from './download.js';
+import { downloadResumable } from './download.js';
 import type { Dataset, ImageSet } from './dataset.js';
 import { NumpyArray, PickleDict, readPickle } from './pickle.js';
 import type { PickleValue } from './pickle.js';
 import type { ProgressFactory } from '../reports/progress.js';
+import { ConfigError, NetworkError, DownloadInterrupted, DownloadTooLarge } from '../errors.js';
 
 export type Log = (message: string) => void;
 
@@ -245,8 +246,6 @@ export async function readCifar10(location: Cifar10Location): Promise<Dataset> {
 
 // ---------------------------------------------------------------------------------------------
 // Download
-
-export { NetworkError, DownloadInterrupted, DownloadTooLarge } from './download.js';
 
 /** A download of unknown size (another MD5 than the known archive's) stops here: CIFAR-10 archives are 163-175 MB. */
 export const MAX_UNKNOWN_DOWNLOAD_BYTES = 512 * 2 ** 20;

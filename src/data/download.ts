@@ -11,35 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { Progress, ProgressFactory } from '../reports/progress.js';
 import { formatBytes } from '../util/bounded-read.js';
 import { redactText, redactUrl } from '../util/redact.js';
-
-/** A failure of the network or the server (the cases where the user should be told how to get the data by hand). */
-export class NetworkError extends Error {
-  override name = 'NetworkError';
-  constructor(
-    message: string,
-    /** Worth trying again: a reset, a timeout, a cut-off body, a 5xx. */
-    readonly transient = false,
-  ) {
-    super(message);
-  }
-}
-
-/** The caller aborted: the bytes so far stay in `partialFile` for a later call to continue. */
-export class DownloadInterrupted extends Error {
-  override name = 'DownloadInterrupted';
-  constructor(
-    message: string,
-    readonly partialFile: string,
-    readonly bytes: number,
-  ) {
-    super(message);
-  }
-}
-
-/** The server sent (or announced) more than the file can be. */
-export class DownloadTooLarge extends Error {
-  override name = 'DownloadTooLarge';
-}
+import { NetworkError, DownloadInterrupted, DownloadTooLarge } from '../errors.js';
 
 export interface DownloadOptions {
   /** http:// or https://; credentials in it are sent as basic auth and never shown. */

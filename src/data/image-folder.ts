@@ -4,10 +4,11 @@ import type { Dirent } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { ConfigError } from '../config.js';
+
 import { selectImages, type Dataset, type ImageSet } from './dataset.js';
 import { Random } from './random.js';
 import type { ProgressFactory } from '../reports/progress.js';
+import { ConfigError } from '../errors.js';
 
 export interface ImageFolderOptions {
   /** `<root>/train/<class>/*` (+ optional `<root>/test/<class>/*`), or `<root>/<class>/*`. */

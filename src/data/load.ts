@@ -1,11 +1,12 @@
 // One entry point for every data source, so training and evaluation load data the same way.
 import { availableParallelism } from 'node:os';
-import { ConfigError, type RunConfig } from '../config.js';
+import { type RunConfig } from '../config.js';
 import type { Dataset } from './dataset.js';
 import { loadCifar10 } from './cifar10.js';
 import { loadImageFolder } from './image-folder.js';
 import { makeSyntheticDataset } from './synthetic.js';
 import type { ProgressFactory } from '../reports/progress.js';
+import { ConfigError } from '../errors.js';
 
 /** The dataset kinds, as the config schema names them. */
 export type DatasetName = RunConfig['dataset'];

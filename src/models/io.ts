@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto';
 import { mkdir, realpath, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError } from '../config.js';
+
 import { readBoundedFile } from '../util/bounded-read.js';
+import { InputError } from '../errors.js';
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -84,7 +85,7 @@ function weightsPath(folder: string, path: string, modelJsonPath: string): strin
   const full = resolve(folder, String(path));
   const rel = relative(folder, full);
   if (unsafe || rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
-    throw new ConfigError(
+    throw new InputError(
       `${modelJsonPath} names the weights file ${JSON.stringify(path)}, outside its folder ${folder}; refusing to load it`,
     );
   }
@@ -94,7 +95,7 @@ function weightsPath(folder: string, path: string, modelJsonPath: string): strin
 /**
  * Loads model.json (and its weight files, relative to it) from disk. Weight files must lie inside
  * model.json's folder (no `..`, absolute paths, URLs or links out of it); with `sha256`, every file
- * must match its recorded hash. Refusals are ConfigErrors naming the file.
+ * must match its recorded hash. Refusals are InputErrors naming the file.
  */
 export async function loadModelFile(
   modelJsonPath: string,
@@ -107,24 +108,22 @@ export async function loadModelFile(
     // A link inside the folder that points out of it is refused like a `..` path.
     const real = await realpath(file).catch(() => null);
     if (real !== null && !real.startsWith(realFolder + sep)) {
-      throw new ConfigError(`${file} links outside the model folder ${folder}; refusing to load it`);
+      throw new InputError(`${file} links outside the model folder ${folder}; refusing to load it`);
     }
     let bytes: Buffer;
     try {
       bytes = await readBoundedFile(file, maxBytes);
     } catch (error) {
-      throw new ConfigError(`cannot read the model file ${file} (${reasonOf(error)})`);
+      throw new InputError(`cannot read the model file ${file} (${reasonOf(error)})`);
     }
     if (options.sha256) {
       const name = relative(folder, file).split(sep).join('/');
       const expected = options.sha256[name];
       if (expected === undefined) {
-        throw new ConfigError(
-          `${file} is not among the model files ${recordedIn} lists; refusing to load it`,
-        );
+        throw new InputError(`${file} is not among the model files ${recordedIn} lists; refusing to load it`);
       }
       if (sha256(bytes) !== expected) {
-        throw new ConfigError(
+        throw new InputError(
           `${file} has changed since the run was written (its sha256 is not the one in ${recordedIn}); refusing to load it`,
         );
       }
@@ -136,8 +135,8 @@ export async function loadModelFile(
   try {
     json = JSON.parse((await read(jsonPath, MAX_MODEL_JSON_BYTES)).toString('utf8')) as ModelJson;
   } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    throw new ConfigError(`${jsonPath} is not valid JSON (${(error as Error).message.split('\n')[0]})`);
+    if (error instanceof InputError) throw error;
+    throw new InputError(`${jsonPath} is not valid JSON (${(error as Error).message.split('\n')[0]})`);
   }
   if (
     json === null ||
@@ -145,7 +144,7 @@ export async function loadModelFile(
     !Array.isArray(json.weightsManifest) ||
     json.weightsManifest.some((g) => g === null || !Array.isArray(g.paths) || !Array.isArray(g.weights))
   ) {
-    throw new ConfigError(`${jsonPath} is not a tfjs model.json (no weightsManifest with paths and weights)`);
+    throw new InputError(`${jsonPath} is not a tfjs model.json (no weightsManifest with paths and weights)`);
   }
   // Every path is checked before any is read.
   const groups = json.weightsManifest.map((group) => ({

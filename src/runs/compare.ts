@@ -3,12 +3,13 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, type RunConfig } from '../config.js';
+import { type RunConfig } from '../config.js';
 import { renderComparison } from '../reports/charts.js';
 import type { Metrics } from '../training/state.js';
 import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { loadRun } from './load-run.js';
 import { MANIFEST_FILE } from './manifest.js';
+import { InputError } from '../errors.js';
 
 export const COMPARISON_FILE = 'comparison.png';
 
@@ -96,11 +97,11 @@ export async function compareRuns(
   const path = resolve(folder, experiment);
   // One folder inside the experiments folder: `../x` or `/tmp` would read, and write comparison.png, elsewhere.
   if (dirname(path) !== resolve(folder) || experiment.includes('/') || experiment.includes('\\')) {
-    throw new ConfigError(
+    throw new InputError(
       `${experiment}: not an experiment name (one folder inside ${folder}, without "/" or "..")`,
     );
   }
-  if (!existsSync(path)) throw new ConfigError(`no experiment ${experiment} in ${folder}`);
+  if (!existsSync(path)) throw new InputError(`no experiment ${experiment} in ${folder}`);
   const rows: RunRow[] = [];
   for (const name of readdirSync(path).sort()) {
     const row = await readRow(path, name);

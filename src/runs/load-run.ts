@@ -4,13 +4,14 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { ConfigError } from '../config.js';
+
 import { selectBackend } from '../backends/select.js';
 import { createClassifier, type ClassifierModel, type ModelBackendOptions } from '../models/classifier.js';
 import { loadModelFile, MODEL_FILE } from '../models/io.js';
 import type { Metrics } from '../training/state.js';
 import { readBoundedFile } from '../util/bounded-read.js';
-import { MANIFEST_FILE, ManifestError, parseManifest, type Manifest } from './manifest.js';
+import { MANIFEST_FILE, parseManifest, type Manifest } from './manifest.js';
+import { InputError, ManifestError } from '../errors.js';
 
 export const METRICS_FILE = 'metrics.json';
 /** run.json and metrics.json are kilobytes; a file far larger is not one we wrote. */
@@ -35,7 +36,7 @@ export interface LoadedRun {
 export function findRunFolder(run: string, experimentsFolder = './experiments'): string {
   const candidates = [resolve(experimentsFolder, run), resolve(run)];
   const path = candidates.find((p) => existsSync(join(p, MANIFEST_FILE)));
-  if (!path) throw new ConfigError(`no run at ${candidates[0]} (a run folder has a ${MANIFEST_FILE})`);
+  if (!path) throw new InputError(`no run at ${candidates[0]} (a run folder has a ${MANIFEST_FILE})`);
   return path;
 }
 
@@ -52,23 +53,23 @@ async function readJson(file: string): Promise<unknown> {
   try {
     text = (await readBoundedFile(file, MAX_JSON_BYTES)).toString('utf8');
   } catch (error) {
-    throw new ConfigError(`${file}: cannot be read (${reasonOf(error)})`);
+    throw new InputError(`${file}: cannot be read (${reasonOf(error)})`);
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new ConfigError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
+    throw new InputError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
   }
 }
 
-/** A run's manifest (run.json), checked: a file that is not a manifest is refused with a ConfigError. */
+/** A run's manifest (run.json), checked: a file that is not a manifest is refused with an InputError. */
 export async function readManifest(path: string): Promise<Manifest> {
   const file = join(path, MANIFEST_FILE);
   const data = await readJson(file);
   try {
     return parseManifest(data, file);
   } catch (error) {
-    if (error instanceof ManifestError) throw new ConfigError(error.message);
+    if (error instanceof ManifestError) throw new InputError(error.message);
     throw error;
   }
 }
@@ -85,7 +86,7 @@ async function readMetrics(path: string): Promise<Metrics> {
     data.test !== null &&
     typeof data.test === 'object' &&
     (typeof data.test.accuracy === 'number' || data.test.accuracy === null);
-  if (!ok) throw new ConfigError(`${file} is not a run's metrics (history and test results)`);
+  if (!ok) throw new InputError(`${file} is not a run's metrics (history and test results)`);
   const metrics = data as Metrics;
   // No test images: JSON wrote NaN as null; NaN again, as training had it (see Evaluation).
   metrics.test.accuracy ??= NaN;

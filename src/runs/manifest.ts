@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
 import { redactConfig } from '../util/redact.js';
+import { ManifestError } from '../errors.js';
 
 export const MANIFEST_FILE = 'run.json';
 
@@ -221,11 +222,6 @@ export const manifestSchema = z.looseObject({
   tracking: z.looseObject({}).nullable().optional(),
   manifestSha256: sha256Hex.optional(),
 });
-
-/** Thrown for a run.json that is not a manifest: one line naming the first bad field. */
-export class ManifestError extends Error {
-  override name = 'ManifestError';
-}
 
 /** Checks parsed run.json content; `file` names it in the error. */
 export function parseManifest(data: unknown, file: string): Manifest {

@@ -6,11 +6,12 @@
 // environment, and explains a difference.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ConfigError } from '../config.js';
+
 import { train, type Metrics, type TrainOptions } from '../training/train.js';
 import { findRunFolder, loadRun, readManifest } from './load-run.js';
 import { sha256File, type Manifest } from './manifest.js';
 import { verifyRun } from './verify.js';
+import { InputError } from '../errors.js';
 
 export interface ReproduceOptions extends Pick<TrainOptions, 'log' | 'progress' | 'signal' | 'stopNow'> {
   /** Where runs live (default ./experiments); `run` may also be a path to a run folder. */
@@ -54,13 +55,13 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
   const check = await verifyRun(run, options.experimentsFolder);
   const changedFiles = check.files.filter((f) => f.status !== 'ok').map((f) => `${f.file} ${f.status}`);
   if (check.files.some((f) => f.file === 'metrics.json' && f.status === 'missing')) {
-    throw new ConfigError(
+    throw new InputError(
       `cannot reproduce ${run}: its metrics.json is missing (${changedFiles.join(', ')}), so there is nothing to compare with`,
     );
   }
   const original = await loadRun(check.path).catch((error: unknown) => {
     if (changedFiles.length === 0) throw error;
-    throw new ConfigError(
+    throw new InputError(
       `cannot reproduce ${run}: its files changed since it was written (${changedFiles.join(', ')}) and cannot be read (${(error as Error).message.split('\n')[0]})`,
     );
   });
@@ -71,7 +72,7 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
   const inputChanges: string[] = [];
   const refuse = (what: string): void => {
     if (!options.allowDataChange) {
-      throw new ConfigError(
+      throw new InputError(
         `cannot reproduce ${name}: ${what}; pass --allow-data-change to reproduce it anyway`,
       );
     }
@@ -88,7 +89,7 @@ export async function reproduce(run: string, options: ReproduceOptions = {}): Pr
   if (manifest.pretrained?.run) {
     const parentWeights = join(experimentsFolder, manifest.pretrained.run, WEIGHTS);
     if (!existsSync(parentWeights)) {
-      throw new ConfigError(`cannot reproduce ${name}: its parent run ${manifest.pretrained.run} is gone`);
+      throw new InputError(`cannot reproduce ${name}: its parent run ${manifest.pretrained.run} is gone`);
     }
     if ((await sha256File(parentWeights)) !== manifest.pretrained.weightsSha256) {
       refuse(`the weights of its parent run ${manifest.pretrained.run} changed since it was trained`);

@@ -6,9 +6,10 @@
 // (src/training/train.ts) then never sees a folder half-way between two places.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError } from '../config.js';
+
 import { assertWritableFolder } from '../util/writable.js';
 import { hasCheckpoint } from './checkpoint.js';
+import { InputError, RunNameTaken } from '../errors.js';
 
 export interface RunFolder {
   experimentPath: string;
@@ -16,18 +17,6 @@ export interface RunFolder {
   tmpPath: string;
   /** Where it ends up. */
   finalPath: string;
-}
-
-/** Thrown when another process completed a run of the same name first; this run was kept elsewhere. */
-export class RunNameTaken extends Error {
-  override name = 'RunNameTaken';
-  constructor(
-    message: string,
-    /** Where this (complete) run was kept instead. */
-    readonly keptAt: string,
-  ) {
-    super(message);
-  }
 }
 
 export function runPath(experimentsFolder: string, experiment: string, run: string): string {
@@ -46,13 +35,13 @@ export function partialPath(experimentsFolder: string, experiment: string, run: 
 export function assertRunIsNew(experimentsFolder: string, experiment: string, run: string): void {
   const path = runPath(experimentsFolder, experiment, run);
   if (existsSync(path)) {
-    throw new ConfigError(
+    throw new InputError(
       `--run-name ${run}: ${experiment}/${run} already exists in ${experimentsFolder}; runs are never overwritten, choose another name`,
     );
   }
   const partial = findResumable(experimentsFolder, experiment, run);
   if (partial !== null) {
-    throw new ConfigError(
+    throw new InputError(
       `--run-name ${run}: ${experiment}/${run} was interrupted and can be resumed: add --resume (or delete ${partial} to start over)`,
     );
   }
@@ -60,7 +49,7 @@ export function assertRunIsNew(experimentsFolder: string, experiment: string, ru
     (t) => t.pid !== process.pid && pidAlive(t.pid),
   );
   if (live) {
-    throw new ConfigError(
+    throw new InputError(
       `--run-name ${run}: ${experiment}/${run} is being trained by process ${live.pid} (its folder: ${live.path}); choose another name`,
     );
   }
@@ -111,11 +100,11 @@ function temporaryPath(experimentPath: string, run: string): string {
 export function claimResumable(experimentsFolder: string, experiment: string, run: string): RunFolder {
   const path = runPath(experimentsFolder, experiment, run);
   if (existsSync(path)) {
-    throw new ConfigError(`--resume: ${experiment}/${run} is already complete in ${experimentsFolder}`);
+    throw new InputError(`--resume: ${experiment}/${run} is already complete in ${experimentsFolder}`);
   }
   const from = findResumable(experimentsFolder, experiment, run);
   if (from === null) {
-    throw new ConfigError(
+    throw new InputError(
       `--resume: ${experiment}/${run} has no interrupted run to resume in ${experimentsFolder}`,
     );
   }
@@ -124,7 +113,7 @@ export function claimResumable(experimentsFolder: string, experiment: string, ru
   try {
     renameSync(from, tmpPath);
   } catch {
-    throw new ConfigError(`--resume: ${experiment}/${run} is being resumed by another process`);
+    throw new InputError(`--resume: ${experiment}/${run} is being resumed by another process`);
   }
   return { experimentPath, tmpPath, finalPath: path };
 }

@@ -2,7 +2,7 @@
 // registers them; they live here to keep the commands that use a trained model together.
 import { basename, dirname } from 'node:path';
 import type { Argv } from 'yargs';
-import { BACKENDS, ConfigError, DATASETS, DEVICES, MAX_BATCH_SIZE, type RunConfig } from '../config.js';
+import { BACKENDS, DATASETS, DEVICES, MAX_BATCH_SIZE, type RunConfig } from '../config.js';
 import { numberOption, PARSER_CONFIGURATION } from '../cli/number-flags.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, terminalProgress } from '../reports/progress.js';
@@ -17,6 +17,7 @@ import {
   DEFAULT_MAX_IMAGES,
   DEFAULT_PORT,
 } from './server.js';
+import { ConfigError } from '../errors.js';
 
 const PROGRAM = 'image-classifier-trainer';
 /** Signals closer together than this are one (see runServe). */

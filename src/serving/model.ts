@@ -3,6 +3,7 @@
 // src/models/classifier.ts (what `loadRun(...).loadModel()` returns too).
 import { loadRun } from '../runs/load-run.js';
 import type { ClassifierModel, ImageInput, ModelBackendOptions, Prediction } from '../models/classifier.js';
+import { ImageDecodeError, firstLine } from '../errors.js';
 
 export {
   DEFAULT_TOP_K,
@@ -15,21 +16,6 @@ export {
 
 export interface LoadModelOptions extends ModelBackendOptions {
   experimentsFolder?: string;
-}
-
-/** An image that could not be decoded; `input` names it (its path, or its index among the inputs). */
-export class ImageDecodeError extends Error {
-  override name = 'ImageDecodeError';
-  constructor(
-    readonly input: string | number,
-    readonly reason: string,
-  ) {
-    super(`${typeof input === 'number' ? `image ${input}` : input}: cannot be read as an image (${reason})`);
-  }
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
 }
 
 /**

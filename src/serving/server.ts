@@ -12,6 +12,7 @@ import { METRICS_CONTENT_TYPE, ServerMetrics } from './metrics.js';
 import type { ClassifierModel, LabelProbability } from './model.js';
 import { boundaryOf, MultipartError, parseContentType, parseMultipart } from './multipart.js';
 import { redactConfig, redactText } from '../util/redact.js';
+import { firstLine } from '../errors.js';
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -117,10 +118,6 @@ class ClientGone extends Error {
 
 function isImageType(type: string | null): boolean {
   return type !== null && type.startsWith('image/');
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
 }
 
 export function createServer(model: ClassifierModel, options: ServerOptions = {}): ClassifierServer {

@@ -10,7 +10,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, flagName, keyName, type RunConfig } from '../config.js';
+import { flagName, keyName, type RunConfig } from '../config.js';
 import { datasetOptions, loadDataset } from '../data/load.js';
 import { INPUT_SHAPE } from '../models/index.js';
 import { silentProgress } from '../reports/progress.js';
@@ -21,6 +21,7 @@ import { configArgs, MANIFEST_FILE, type Manifest } from '../runs/manifest.js';
 import { findResumable } from '../runs/run-folder.js';
 import { LOCATION_KEYS } from '../training/train.js';
 import { describeParams, readSweepFile, trialConfig, type Sweep, type Trial } from './sweep-file.js';
+import { ConfigError } from '../errors.js';
 
 export const SWEEP_SUMMARY_FILE = 'sweep.json';
 

@@ -4,9 +4,10 @@
 import { basename, extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, flagName, keyName, parseRunConfig, type RunConfig } from '../config.js';
+import { flagName, keyName, parseRunConfig, type RunConfig } from '../config.js';
 import { Random } from '../data/random.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
+import { ConfigError } from '../errors.js';
 
 const scalar = z.union([z.number(), z.string(), z.boolean()]);
 

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { ConfigError, type RunConfig } from '../config.js';
+import { type RunConfig } from '../config.js';
 import { selectBackend, type BackendInfo } from '../backends/select.js';
 import type { ImageSet } from '../data/dataset.js';
 import { loadDataset } from '../data/load.js';
@@ -12,6 +12,7 @@ import { loadRun } from '../runs/load-run.js';
 import { renderConfusionChart } from '../reports/charts.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import { evaluateModel, type Evaluation } from './evaluate.js';
+import { ConfigError } from '../errors.js';
 
 export interface EvaluateOptions {
   experimentsFolder?: string;

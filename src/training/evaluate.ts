@@ -1,6 +1,6 @@
 // Accuracy, per-class accuracy, loss and confusion matrix of a model on an ImageSet.
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError } from '../config.js';
+
 import type { ImageSet } from '../data/dataset.js';
 import { GpuImages, PARAMS_PER_IMAGE } from '../backends/webgpu/batches.js';
 import {
@@ -10,6 +10,7 @@ import {
   normalizationTable,
   type Normalization,
 } from './batches.js';
+import { ConfigError } from '../errors.js';
 
 export interface Evaluation {
   /**

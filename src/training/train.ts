@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, flagName, parseRunConfig, type RunConfig, type RunConfigInput } from '../config.js';
+import { flagName, parseRunConfig, type RunConfig, type RunConfigInput } from '../config.js';
 import { selectBackend, type BackendInfo } from '../backends/select.js';
 import { selectImages, type Dataset, type ImageSet } from '../data/dataset.js';
 import { datasetOptions, loadDataset } from '../data/load.js';
@@ -52,7 +52,6 @@ import {
   claimResumable,
   commitRunFolder,
   createRunFolder,
-  RunNameTaken,
   suspendRunFolder,
   type RunFolder,
 } from '../runs/run-folder.js';
@@ -69,6 +68,13 @@ import { learningRateSchedule } from './schedule.js';
 import { Sgd } from './sgd.js';
 import type { EpochMetrics, Metrics } from './state.js';
 import { measureTrainingStep, trainStep } from './step.js';
+import {
+  ConfigError,
+  TrainingInterrupted,
+  TrainingFailed,
+  TrainingDiverged,
+  RunNameTaken,
+} from '../errors.js';
 
 export type { EpochMetrics, Metrics } from './state.js';
 
@@ -118,46 +124,6 @@ export interface TrainResult {
   runPath: string;
   manifest: Manifest;
   metrics: Metrics;
-}
-
-export class TrainingInterrupted extends Error {
-  override name = 'TrainingInterrupted';
-  constructor(
-    message: string,
-    /** The command that resumes the run (absent when nothing was saved). */
-    readonly resumeCommand?: string,
-    /** Where the interrupted run and its checkpoint wait. */
-    readonly partialPath?: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Training failed after a checkpoint was written: the run waits in `partialPath` to be resumed. */
-export class TrainingFailed extends Error {
-  override name = 'TrainingFailed';
-  constructor(
-    message: string,
-    readonly resumeCommand: string,
-    readonly partialPath: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-/** The loss became NaN or infinite: training stopped (more steps cannot bring it back). */
-export class TrainingDiverged extends Error {
-  override name = 'TrainingDiverged';
-  constructor(
-    message: string,
-    readonly epoch: number,
-    /** The step (1-based) of `epoch` whose loss was not finite; 0 for the validation after it. */
-    readonly step: number,
-    readonly loss: number,
-  ) {
-    super(message);
-  }
 }
 
 /** Thrown inside the training loop when the signal aborts: the state after the last step done. */

@@ -3,11 +3,7 @@
 // into memory. Only regular files up to a size are read.
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-
-/** Why a file was not read: not a regular file, or larger than allowed. */
-export class UnreadableFileError extends Error {
-  override name = 'UnreadableFileError';
-}
+import { UnreadableFileError } from '../errors.js';
 
 // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer before fstat can refuse it.
 const FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);

@@ -3,7 +3,7 @@
 // whatever error the first write happened to get.
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../errors.js';
 
 function describe(code: string | undefined): string {
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
