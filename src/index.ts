@@ -17,18 +17,12 @@ export {
   EXIT,
   type ExitCode,
 } from './errors.js';
-export {
-  train,
-  type TrainOptions,
-  type TrainResult,
-  type Metrics,
-  type EpochMetrics,
-} from './training/train.js';
+export { train, type TrainOptions, type TrainResult } from './training/train.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './training/evaluate-run.js';
-export type { Evaluation } from './training/evaluate.js';
+export type { Evaluation, EpochMetrics, Metrics } from './runs/metrics.js';
 export { loadRun, type LoadedRun } from './runs/load-run.js';
 export type { Manifest } from './runs/manifest.js';
-export { reproduce, type ReproduceOptions, type ReproductionReport } from './runs/reproduce.js';
+export { reproduce, type ReproduceOptions, type ReproductionReport } from './training/reproduce.js';
 export { verifyRun, type VerifyReport, type FileCheck } from './runs/verify.js';
 export {
   runConfigSchema,

@@ -10,7 +10,7 @@ import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js
 import { GpuImages, PARAMS_PER_IMAGE } from '../src/backends/webgpu/batches.js';
 import type { ImageSet } from '../src/data/dataset.js';
 import { Random } from '../src/data/random.js';
-import { assembleBatch, drawAugmentation, normalizationTable } from '../src/training/batches.js';
+import { assembleBatch, drawAugmentation, normalizationTable } from '../src/data/batches.js';
 import { Sgd } from '../src/training/sgd.js';
 import { compare, runBatchNorm, SHAPE } from './helpers/batch-norm.js';
 import { expectClose, randomArray, sameBits, type ConvCase } from './helpers/numeric.js';

@@ -11,7 +11,7 @@ import { terminalProgress } from '../reports/progress.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
 import { handleInterrupts, SWEEP_INTERRUPT_MESSAGES, TRAIN_INTERRUPT_MESSAGES } from './interrupts.js';
 import { compareRuns, comparisonTable } from '../runs/compare.js';
-import { reproduce } from '../runs/reproduce.js';
+import { reproduce } from '../training/reproduce.js';
 import { runSweep, sweepMatrix } from '../sweeps/run-sweep.js';
 import { describeParams } from '../sweeps/sweep-file.js';
 import { verifyRun } from '../runs/verify.js';

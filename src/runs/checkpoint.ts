@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 import { redactConfig } from '../util/redact.js';
-import type { EpochMetrics } from '../training/state.js';
+import type { EpochMetrics } from './metrics.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
 /** The checkpoint being written, and the one it replaces while the two are swapped. */

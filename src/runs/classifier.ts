@@ -6,7 +6,7 @@ import type { BackendInfo } from '../backends/select.js';
 import { decodeImage } from '../data/image-folder.js';
 import type { ImageSet } from '../data/dataset.js';
 import type { Manifest } from '../runs/manifest.js';
-import { assembleBatch, NO_AUGMENTATION } from '../training/batches.js';
+import { assembleBatch, NO_AUGMENTATION } from '../data/batches.js';
 
 /** An image to classify: the path of a file, or its encoded bytes (any format sharp reads). */
 export type ImageInput = string | Uint8Array;

@@ -5,7 +5,7 @@ import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type RunConfig } from '../config.js';
 import { renderComparison } from '../reports/charts.js';
-import type { Metrics } from '../training/state.js';
+import type { Metrics } from './metrics.js';
 import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { loadRun } from './load-run.js';
 import { MANIFEST_FILE } from './manifest.js';

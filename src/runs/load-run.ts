@@ -6,9 +6,9 @@ import { join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 
 import { selectBackend } from '../backends/select.js';
-import { createClassifier, type ClassifierModel, type ModelBackendOptions } from '../models/classifier.js';
+import { createClassifier, type ClassifierModel, type ModelBackendOptions } from './classifier.js';
 import { loadModelFile, MODEL_FILE } from '../models/io.js';
-import type { Metrics } from '../training/state.js';
+import type { Metrics } from './metrics.js';
 import { readBoundedFile } from '../util/bounded-read.js';
 import { MANIFEST_FILE, parseManifest, type Manifest } from './manifest.js';
 import { InputError, ManifestError } from '../errors.js';

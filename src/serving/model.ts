@@ -1,8 +1,8 @@
 // Loading a trained run for inference and classifying images with it: the library's `loadModel` and
 // `predict`, which the CLI's predict and serve commands share. The classifier itself is
-// src/models/classifier.ts (what `loadRun(...).loadModel()` returns too).
+// src/runs/classifier.ts (what `loadRun(...).loadModel()` returns too).
 import { loadRun } from '../runs/load-run.js';
-import type { ClassifierModel, ImageInput, ModelBackendOptions, Prediction } from '../models/classifier.js';
+import type { ClassifierModel, ImageInput, ModelBackendOptions, Prediction } from '../runs/classifier.js';
 import { ImageDecodeError, firstLine } from '../errors.js';
 
 export {
@@ -12,7 +12,7 @@ export {
   type LabelProbability,
   type ModelBackendOptions,
   type Prediction,
-} from '../models/classifier.js';
+} from '../runs/classifier.js';
 
 export interface LoadModelOptions extends ModelBackendOptions {
   experimentsFolder?: string;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RunConfig } from '../config.js';
 import type { WandbTracking } from '../runs/manifest.js';
-import type { EpochMetrics } from '../training/state.js';
+import type { EpochMetrics } from '../runs/metrics.js';
 
 /** What run.json records about tracking. */
 export type TrackingRecord = { wandb: WandbTracking };

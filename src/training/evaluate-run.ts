@@ -11,7 +11,8 @@ import { loadDataset } from '../data/load.js';
 import { loadRun } from '../runs/load-run.js';
 import { renderConfusionChart } from '../reports/charts.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
-import { evaluateModel, type Evaluation } from './evaluate.js';
+import { evaluateModel } from './evaluate.js';
+import type { Evaluation } from '../runs/metrics.js';
 import { ConfigError } from '../errors.js';
 
 export interface EvaluateOptions {

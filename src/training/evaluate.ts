@@ -9,23 +9,9 @@ import {
   NO_AUGMENTATION,
   normalizationTable,
   type Normalization,
-} from './batches.js';
+} from '../data/batches.js';
 import { ConfigError } from '../errors.js';
-
-export interface Evaluation {
-  /**
-   * Mean loss and accuracy; NaN when there were no images (count 0): nothing was measured, and a 0%
-   * would read as a result. metrics.json holds null for them (read back as NaN), and run.json's
-   * results (the Manifest) null.
-   */
-  loss: number;
-  accuracy: number;
-  /** Accuracy of each class (NaN-free: a class with no images gets 0). */
-  perClassAccuracy: number[];
-  /** confusion[true][predicted] = count */
-  confusion: number[][];
-  count: number;
-}
+import type { Evaluation } from '../runs/metrics.js';
 
 /**
  * Async: results are read back with `data()`, which every backend supports (WebGPU in Node has no

@@ -7,10 +7,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { train, type Metrics, type TrainOptions } from '../training/train.js';
-import { findRunFolder, loadRun, readManifest } from './load-run.js';
-import { sha256File, type Manifest } from './manifest.js';
-import { verifyRun } from './verify.js';
+import { train, type Metrics, type TrainOptions } from './train.js';
+import { findRunFolder, loadRun, readManifest } from '../runs/load-run.js';
+import { sha256File, type Manifest } from '../runs/manifest.js';
+import { verifyRun } from '../runs/verify.js';
 import { InputError } from '../errors.js';
 
 export interface ReproduceOptions extends Pick<TrainOptions, 'log' | 'progress' | 'signal' | 'stopNow'> {

@@ -62,11 +62,11 @@ import {
   channelStatistics,
   normalizationTable,
   type Normalization,
-} from './batches.js';
+} from '../data/batches.js';
 import { checkValidationImages, describeTest, evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import { Sgd } from './sgd.js';
-import type { EpochMetrics, Metrics } from './state.js';
+import type { EpochMetrics, Metrics } from '../runs/metrics.js';
 import { measureTrainingStep, trainStep } from './step.js';
 import {
   ConfigError,
@@ -76,7 +76,7 @@ import {
   RunNameTaken,
 } from '../errors.js';
 
-export type { EpochMetrics, Metrics } from './state.js';
+export type { EpochMetrics, Metrics } from '../runs/metrics.js';
 
 export const METRICS_FILE = 'metrics.json';
 export const LOG_FILE = 'train.log';
