@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../src/config.js';
 import type { Manifest } from '../src/runs/manifest.js';
 import { TrainingInterrupted } from '../src/errors.js';
-import { train, type Metrics } from '../src/training/train.js';
+import type { Metrics } from '../src/runs/metrics.js';
+import { train } from '../src/training/train.js';
 import {
   createTracker,
   createWandbTracker,

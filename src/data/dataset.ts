@@ -1,5 +1,7 @@
 // The in-memory form every data source produces: images stay uint8 (NHWC) so full CIFAR-10 is
 // 150 MB, not 600 MB of float32; batches are normalised as they are assembled.
+import { ConfigError } from '../errors.js';
+import { Random } from './random.js';
 
 export interface ImageSet {
   /** count * height * width * channels bytes, NHWC, RGB. */
@@ -37,3 +39,20 @@ export function selectImages(set: ImageSet, indices: ArrayLike<number>): ImageSe
   }
   return { images, labels, count: indices.length, height: set.height, width: set.width, channels: set.channels };
 }
+
+/** Holds out a seeded random `fraction` of the training images for validation. */
+export function splitValidation(
+  set: ImageSet,
+  fraction: number,
+  seed: number,
+): { train: ImageSet; validation?: ImageSet } {
+  const count = Math.round(set.count * fraction);
+  if (count === 0) return { train: set };
+  if (count >= set.count) throw new ConfigError(`--validation-split ${fraction} leaves no training images`);
+  // A generator of its own, so the split does not depend on what else draws random numbers.
+  const order = new Random(seed ^ 0x5eed).shuffle(Int32Array.from({ length: set.count }, (_, i) => i));
+  const validationIdx = order.subarray(0, count).sort();
+  const trainIdx = order.subarray(count).sort();
+  return { train: selectImages(set, trainIdx), validation: selectImages(set, validationIdx) };
+}
+

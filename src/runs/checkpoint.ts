@@ -11,11 +11,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 import { redactConfig } from '../util/redact.js';
 import type { EpochMetrics } from './metrics.js';
+import { CHECKPOINT_FOLDER } from './layout.js';
 
-export const CHECKPOINT_DIR = 'checkpoint';
 /** The checkpoint being written, and the one it replaces while the two are swapped. */
-const NEW_DIR = `${CHECKPOINT_DIR}.tmp`;
-const OLD_DIR = `${CHECKPOINT_DIR}.old`;
+const NEW_DIR = `${CHECKPOINT_FOLDER}.tmp`;
+const OLD_DIR = `${CHECKPOINT_FOLDER}.old`;
 const STATE_FILE = 'state.json';
 const WEIGHTS_FILE = 'weights.bin';
 const MOMENTUM_FILE = 'momentum.bin';
@@ -92,7 +92,7 @@ export async function tensorValues(tensors: readonly tf.Tensor[]): Promise<Float
  * When the write fails (a full disk), what was written is removed and the previous checkpoint stays.
  */
 export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint): Promise<void> {
-  const final = join(runTmpPath, CHECKPOINT_DIR);
+  const final = join(runTmpPath, CHECKPOINT_FOLDER);
   const tmp = join(runTmpPath, NEW_DIR);
   const old = join(runTmpPath, OLD_DIR);
   const { state, weights, momentum, ...meta } = checkpoint;
@@ -127,7 +127,7 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
 
 /** The folder of the newest complete checkpoint in `runTmpPath`, or null. */
 function completeCheckpoint(runTmpPath: string): string | null {
-  for (const name of [CHECKPOINT_DIR, OLD_DIR]) {
+  for (const name of [CHECKPOINT_FOLDER, OLD_DIR]) {
     if (existsSync(join(runTmpPath, name, STATE_FILE))) return join(runTmpPath, name);
   }
   return null;
@@ -156,7 +156,7 @@ export function describeCheckpoint(runTmpPath: string): string | null {
 }
 
 export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
-  const dir = completeCheckpoint(runTmpPath) ?? join(runTmpPath, CHECKPOINT_DIR);
+  const dir = completeCheckpoint(runTmpPath) ?? join(runTmpPath, CHECKPOINT_FOLDER);
   const file = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as StateFile;
   if (file.schemaVersion !== 1)
     throw new Error(`checkpoint ${dir}: unknown schema version ${file.schemaVersion}`);
@@ -173,7 +173,7 @@ export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
 }
 
 export async function removeCheckpoint(runTmpPath: string): Promise<void> {
-  for (const name of [CHECKPOINT_DIR, NEW_DIR, OLD_DIR]) {
+  for (const name of [CHECKPOINT_FOLDER, NEW_DIR, OLD_DIR]) {
     await rm(join(runTmpPath, name), { recursive: true, force: true });
   }
 }

@@ -8,10 +8,8 @@ import { renderComparison } from '../reports/charts.js';
 import type { Metrics } from './metrics.js';
 import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { loadRun } from './load-run.js';
-import { MANIFEST_FILE } from './manifest.js';
 import { InputError } from '../errors.js';
-
-export const COMPARISON_FILE = 'comparison.png';
+import { COMPARISON_FILE, DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
 
 export interface RunRow {
   run: string;
@@ -46,7 +44,7 @@ const NAME_KEYS = new Set<string>(['runName']);
 
 async function readRow(folder: string, name: string): Promise<RunRow | null> {
   const runFolder = join(folder, name);
-  if (existsSync(join(runFolder, MANIFEST_FILE))) {
+  if (existsSync(join(runFolder, RUN_FILES.manifest))) {
     const { manifest, metrics } = await loadRun(runFolder);
     return {
       run: name,
@@ -93,7 +91,7 @@ export async function compareRuns(
   experiment: string,
   options: { experimentsFolder?: string; writeChart?: boolean } = {},
 ): Promise<Comparison> {
-  const folder = options.experimentsFolder ?? './experiments';
+  const folder = options.experimentsFolder ?? DEFAULT_EXPERIMENTS_FOLDER;
   const path = resolve(folder, experiment);
   // One folder inside the experiments folder: `../x` or `/tmp` would read, and write comparison.png, elsewhere.
   if (dirname(path) !== resolve(folder) || experiment.includes('/') || experiment.includes('\\')) {

@@ -7,13 +7,13 @@ import type * as tf from '@tensorflow/tfjs';
 
 import { selectBackend } from '../backends/select.js';
 import { createClassifier, type ClassifierModel, type ModelBackendOptions } from './classifier.js';
-import { loadModelFile, MODEL_FILE } from '../models/io.js';
+import { loadModelFile } from '../models/io.js';
 import type { Metrics } from './metrics.js';
 import { readBoundedFile } from '../util/bounded-read.js';
-import { MANIFEST_FILE, parseManifest, type Manifest } from './manifest.js';
+import { parseManifest, type Manifest } from './manifest.js';
 import { InputError, ManifestError } from '../errors.js';
+import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
 
-export const METRICS_FILE = 'metrics.json';
 /** run.json and metrics.json are kilobytes; a file far larger is not one we wrote. */
 const MAX_JSON_BYTES = 16 * 2 ** 20;
 
@@ -33,10 +33,10 @@ export interface LoadedRun {
 }
 
 /** The folder of `run`: `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
-export function findRunFolder(run: string, experimentsFolder = './experiments'): string {
+export function findRunFolder(run: string, experimentsFolder = DEFAULT_EXPERIMENTS_FOLDER): string {
   const candidates = [resolve(experimentsFolder, run), resolve(run)];
-  const path = candidates.find((p) => existsSync(join(p, MANIFEST_FILE)));
-  if (!path) throw new InputError(`no run at ${candidates[0]} (a run folder has a ${MANIFEST_FILE})`);
+  const path = candidates.find((p) => existsSync(join(p, RUN_FILES.manifest)));
+  if (!path) throw new InputError(`no run at ${candidates[0]} (a run folder has a ${RUN_FILES.manifest})`);
   return path;
 }
 
@@ -64,7 +64,7 @@ async function readJson(file: string): Promise<unknown> {
 
 /** A run's manifest (run.json), checked: a file that is not a manifest is refused with an InputError. */
 export async function readManifest(path: string): Promise<Manifest> {
-  const file = join(path, MANIFEST_FILE);
+  const file = join(path, RUN_FILES.manifest);
   const data = await readJson(file);
   try {
     return parseManifest(data, file);
@@ -76,7 +76,7 @@ export async function readManifest(path: string): Promise<Manifest> {
 
 /** metrics.json: the history and the test evaluation, checked for the fields the commands read. */
 async function readMetrics(path: string): Promise<Metrics> {
-  const file = join(path, METRICS_FILE);
+  const file = join(path, RUN_FILES.metrics);
   const data = (await readJson(file)) as Partial<Metrics> | null;
   const ok =
     data !== null &&
@@ -105,14 +105,17 @@ function modelHashes(manifest: Manifest): Record<string, string> {
 }
 
 /** `run` is `<experiment>/<run>` relative to `experimentsFolder`, or a path to a run folder. */
-export async function loadRun(run: string, experimentsFolder = './experiments'): Promise<LoadedRun> {
+export async function loadRun(
+  run: string,
+  experimentsFolder = DEFAULT_EXPERIMENTS_FOLDER,
+): Promise<LoadedRun> {
   const path = findRunFolder(run, experimentsFolder);
   const manifest = await readManifest(path);
   const metrics = await readMetrics(path);
   const loadLayersModel = () =>
-    loadModelFile(join(path, 'model', MODEL_FILE), {
+    loadModelFile(join(path, RUN_FILES.modelJson), {
       sha256: modelHashes(manifest),
-      recordedIn: join(path, MANIFEST_FILE),
+      recordedIn: join(path, RUN_FILES.manifest),
     });
   return {
     path,

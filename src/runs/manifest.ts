@@ -12,8 +12,6 @@ import type { BackendInfo } from '../backends/select.js';
 import { redactConfig } from '../util/redact.js';
 import { ManifestError } from '../errors.js';
 
-export const MANIFEST_FILE = 'run.json';
-
 export interface GitState {
   commit: string | null;
   branch: string | null;

@@ -9,6 +9,14 @@ import { join, resolve } from 'node:path';
 
 import { assertWritableFolder } from '../util/writable.js';
 import { hasCheckpoint } from './checkpoint.js';
+import {
+  duplicateName,
+  partialName,
+  partialPath,
+  runPath,
+  temporaryName,
+  temporaryPrefix,
+} from './layout.js';
 import { InputError, RunNameTaken } from '../errors.js';
 
 export interface RunFolder {
@@ -17,15 +25,6 @@ export interface RunFolder {
   tmpPath: string;
   /** Where it ends up. */
   finalPath: string;
-}
-
-export function runPath(experimentsFolder: string, experiment: string, run: string): string {
-  return resolve(experimentsFolder, experiment, run);
-}
-
-/** Where an interrupted run waits to be resumed. */
-export function partialPath(experimentsFolder: string, experiment: string, run: string): string {
-  return resolve(experimentsFolder, experiment, `.${run}.partial`);
 }
 
 /**
@@ -69,7 +68,7 @@ function pidAlive(pid: number): boolean {
 /** The `.<run>.tmp-<pid>-<time>` folders of `run`, oldest first. */
 function temporaryFolders(experimentPath: string, run: string): Array<{ path: string; pid: number }> {
   if (!existsSync(experimentPath)) return [];
-  const prefix = `.${run}.tmp-`;
+  const prefix = temporaryPrefix(run);
   return readdirSync(experimentPath)
     .filter((name) => name.startsWith(prefix))
     .sort()
@@ -93,7 +92,7 @@ export function findResumable(experimentsFolder: string, experiment: string, run
 }
 
 function temporaryPath(experimentPath: string, run: string): string {
-  return join(experimentPath, `.${run}.tmp-${process.pid}-${Date.now()}`);
+  return join(experimentPath, temporaryName(run, process.pid, Date.now()));
 }
 
 /** Takes over an interrupted run's folder for this process (a rename: two resumes cannot both win). */
@@ -120,7 +119,7 @@ export function claimResumable(experimentsFolder: string, experiment: string, ru
 
 /** Keeps an interrupted run's folder (with its checkpoint) as `.<run>.partial`; returns that path. */
 export function suspendRunFolder(folder: RunFolder, run: string): string {
-  const target = join(folder.experimentPath, `.${run}.partial`);
+  const target = join(folder.experimentPath, partialName(run));
   // Only this process holds the run (it claimed it or created it new), so nothing is there to lose.
   rmSync(target, { recursive: true, force: true });
   renameSync(folder.tmpPath, target);
@@ -151,7 +150,7 @@ export function commitRunFolder(folder: RunFolder): void {
   }
   const run = folder.finalPath.slice(folder.experimentPath.length + 1);
   for (let n = 1; ; n++) {
-    const kept = join(folder.experimentPath, `${run}-duplicate-${n}`);
+    const kept = join(folder.experimentPath, duplicateName(run, n));
     if (existsSync(kept)) continue;
     try {
       renameSync(folder.tmpPath, kept);

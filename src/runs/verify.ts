@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { findRunFolder, readManifest } from './load-run.js';
-import { MANIFEST_FILE, manifestChecksum, sha256File } from './manifest.js';
+import { manifestChecksum, sha256File } from './manifest.js';
+import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
 
 export interface FileCheck {
   file: string;
@@ -23,7 +24,10 @@ export interface VerifyReport {
   files: FileCheck[];
 }
 
-export async function verifyRun(run: string, experimentsFolder = './experiments'): Promise<VerifyReport> {
+export async function verifyRun(
+  run: string,
+  experimentsFolder = DEFAULT_EXPERIMENTS_FOLDER,
+): Promise<VerifyReport> {
   const path = findRunFolder(run, experimentsFolder);
   const manifest = await readManifest(path);
   const files: FileCheck[] = [];
@@ -34,7 +38,7 @@ export async function verifyRun(run: string, experimentsFolder = './experiments'
   }
   if (manifest.manifestSha256 !== undefined) {
     const same = manifestChecksum(manifest) === manifest.manifestSha256;
-    files.push({ file: MANIFEST_FILE, status: same ? 'ok' : 'changed' });
+    files.push({ file: RUN_FILES.manifest, status: same ? 'ok' : 'changed' });
   }
   return { path, ok: files.every((f) => f.status === 'ok'), files };
 }

@@ -17,13 +17,12 @@ import { silentProgress } from '../reports/progress.js';
 import { loadCheckpoint } from '../runs/checkpoint.js';
 import { compareRuns, type Comparison } from '../runs/compare.js';
 import { readManifest } from '../runs/load-run.js';
-import { configArgs, MANIFEST_FILE, type Manifest } from '../runs/manifest.js';
+import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES, SWEEP_SUMMARY_FILE } from '../runs/layout.js';
+import { configArgs, type Manifest } from '../runs/manifest.js';
 import { findResumable } from '../runs/run-folder.js';
-import { LOCATION_KEYS } from '../training/train.js';
+import { LOCATION_KEYS } from '../training/resume.js';
 import { describeParams, readSweepFile, trialConfig, type Sweep, type Trial } from './sweep-file.js';
 import { ConfigError } from '../errors.js';
-
-export const SWEEP_SUMMARY_FILE = 'sweep.json';
 
 export interface SweepOptions {
   /** Experiment the trials belong to (default: the sweep's name). */
@@ -189,7 +188,7 @@ async function assertTrialsCurrent(
     const finished = join(experimentPath, trial.name);
     let path: string;
     let recorded: { config: RunConfig; checksums: Record<string, string> };
-    if (existsSync(join(finished, MANIFEST_FILE))) {
+    if (existsSync(join(finished, RUN_FILES.manifest))) {
       const manifest = await readManifest(finished);
       path = finished;
       recorded = { config: manifest.config, checksums: manifest.dataset.checksums };
@@ -223,7 +222,7 @@ async function assertTrialsCurrent(
 export async function runSweep(file: string, options: SweepOptions = {}): Promise<SweepResult> {
   const log = options.log ?? (() => {});
   const base = Object.fromEntries(Object.entries(options.base ?? {}).map(([k, v]) => [keyName(k), v]));
-  const experimentsFolder = options.experimentsFolder ?? './experiments';
+  const experimentsFolder = options.experimentsFolder ?? DEFAULT_EXPERIMENTS_FOLDER;
   const sweep = readSweepFile(file, { ...base, experimentsFolder });
   const experiment = options.experimentName ?? sweep.name;
   const common: Record<string, unknown> = { ...base, experimentName: experiment, experimentsFolder };
@@ -260,7 +259,7 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
     const runFolder = join(experimentPath, trial.name);
     const result: TrialResult = { name: trial.name, params: trial.params, status: 'failed', metric: null };
     results.set(trial.name, result);
-    if (existsSync(join(runFolder, MANIFEST_FILE))) {
+    if (existsSync(join(runFolder, RUN_FILES.manifest))) {
       const manifest = await readManifest(runFolder);
       const mismatch = Object.entries(trial.params).find(
         ([k, v]) => (manifest.config as Record<string, unknown>)[k] !== v,

@@ -14,6 +14,7 @@ import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import { evaluateModel } from './evaluate.js';
 import type { Evaluation } from '../runs/metrics.js';
 import { ConfigError } from '../errors.js';
+import { evaluationFiles, RUN_FILES } from '../runs/layout.js';
 
 export interface EvaluateOptions {
   experimentsFolder?: string;
@@ -80,10 +81,6 @@ export function defaultEvaluationName(config: RunConfig, options: EvaluateOption
     (config.datasetFolder !== undefined && resolve(folder) === resolve(config.datasetFolder));
   if (dataset === config.dataset && sameFolder) return 'test';
   return safeName(folder !== undefined ? basename(resolve(folder)) : dataset);
-}
-
-export function evaluationFiles(runPath: string, name: string): { json: string; chart: string } {
-  return { json: join(runPath, `evaluation-${name}.json`), chart: join(runPath, `evaluation-${name}.png`) };
 }
 
 function concatSets(a: ImageSet, b: ImageSet): ImageSet {
@@ -193,7 +190,7 @@ export async function evaluate(run: string, options: EvaluateOptions = {}): Prom
       run: runId,
       name,
       date: new Date().toISOString(),
-      weightsSha256: loaded.manifest.files['model/weights.bin'] ?? null,
+      weightsSha256: loaded.manifest.files[RUN_FILES.weights] ?? null,
       dataset: result.dataset,
       classNames: result.classNames,
       backend,

@@ -7,11 +7,13 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { train, type Metrics, type TrainOptions } from './train.js';
+import type { Metrics } from '../runs/metrics.js';
+import { train, type TrainOptions } from './train.js';
 import { findRunFolder, loadRun, readManifest } from '../runs/load-run.js';
 import { sha256File, type Manifest } from '../runs/manifest.js';
 import { verifyRun } from '../runs/verify.js';
 import { InputError } from '../errors.js';
+import { partialName, RUN_FILES } from '../runs/layout.js';
 
 export interface ReproduceOptions extends Pick<TrainOptions, 'log' | 'progress' | 'signal' | 'stopNow'> {
   /** Where runs live (default ./experiments); `run` may also be a path to a run folder. */
@@ -48,13 +50,13 @@ export interface ReproductionReport {
   verdict: string;
 }
 
-const WEIGHTS = 'model/weights.bin';
+const WEIGHTS = RUN_FILES.weights;
 
 export async function reproduce(run: string, options: ReproduceOptions = {}): Promise<ReproductionReport> {
   // The run's own files first: a difference there is an edit, and the comparison below reads them.
   const check = await verifyRun(run, options.experimentsFolder);
   const changedFiles = check.files.filter((f) => f.status !== 'ok').map((f) => `${f.file} ${f.status}`);
-  if (check.files.some((f) => f.file === 'metrics.json' && f.status === 'missing')) {
+  if (check.files.some((f) => f.file === RUN_FILES.metrics && f.status === 'missing')) {
     throw new InputError(
       `cannot reproduce ${run}: its metrics.json is missing (${changedFiles.join(', ')}), so there is nothing to compare with`,
     );
@@ -156,7 +158,7 @@ function nextReproName(experimentsFolder: string, manifest: Manifest): string {
   for (let n = 1; ; n++) {
     const candidate = `${manifest.run}-repro-${n}`;
     const folder = join(experimentsFolder, manifest.experiment);
-    if (!existsSync(join(folder, candidate)) && !existsSync(join(folder, `.${candidate}.partial`)))
+    if (!existsSync(join(folder, candidate)) && !existsSync(join(folder, partialName(candidate))))
       return candidate;
   }
 }

@@ -1,0 +1,124 @@
+// Writing a finished run's files into its (temporary) folder: the model, metrics.json, the charts,
+// and last run.json, which records the sha256 of every other file.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { flagName, type RunConfig } from '../config.js';
+import type { BackendInfo } from '../backends/select.js';
+import type { Normalization } from '../data/batches.js';
+import type { Dataset } from '../data/dataset.js';
+import { INPUT_SHAPE } from '../models/index.js';
+import { saveModel } from '../models/io.js';
+import { renderAccuracyChart, renderCurves } from '../reports/charts.js';
+import { HASHED_RUN_FILES, RUN_FILES } from './layout.js';
+import {
+  gitState,
+  manifestText,
+  rerunCommand,
+  sha256File,
+  systemInfo,
+  versions,
+  type Manifest,
+} from './manifest.js';
+import type { Metrics } from './metrics.js';
+import type { RunFolder } from './run-folder.js';
+
+export interface RunFacts {
+  backend: BackendInfo;
+  dataset: Dataset;
+  counts: { train: number; validation: number };
+  normalization: Normalization;
+  pretrained: Manifest['pretrained'];
+  metrics: Metrics;
+  startedAt: Date;
+  trainSeconds: number;
+  resumes: Manifest['resumes'];
+  reproductionOf: string | null;
+  /** Finishes the tracked run with the charts written; what it returns goes into run.json. */
+  finishTracking: (charts: string[]) => Promise<Manifest['tracking']>;
+  log: (line: string) => void;
+}
+
+export async function writeRun(
+  folder: RunFolder,
+  model: tf.LayersModel,
+  config: RunConfig,
+  facts: RunFacts,
+): Promise<Manifest> {
+  const dir = folder.tmpPath;
+  const { metrics, dataset } = facts;
+  const title = `${config.experimentName} / ${config.runName}`;
+  await saveModel(model, join(dir, RUN_FILES.modelFolder));
+  await writeFile(join(dir, RUN_FILES.metrics), JSON.stringify(metrics, null, 2));
+  await writeFile(
+    join(dir, RUN_FILES.metricsChart),
+    renderAccuracyChart(
+      `${title}: test accuracy (%)`,
+      dataset.classNames,
+      metrics.test.perClassAccuracy,
+      metrics.test.accuracy,
+    ),
+  );
+  await writeFile(
+    join(dir, RUN_FILES.curves),
+    renderCurves(`${title}: loss and accuracy per epoch`, metrics.history),
+  );
+
+  const files: Record<string, string> = {};
+  for (const name of HASHED_RUN_FILES) {
+    files[name] = await sha256File(join(dir, name));
+  }
+  // Before run.json, so that it records where the run was tracked.
+  const charts = [join(dir, RUN_FILES.metricsChart), join(dir, RUN_FILES.curves)];
+  const tracking = await facts.finishTracking(charts);
+  const end = new Date();
+  const last = metrics.history[metrics.history.length - 1]!;
+  const trainedImages = metrics.history.length * facts.counts.train;
+  const manifest: Manifest = {
+    schemaVersion: 1,
+    experiment: config.experimentName,
+    run: config.runName,
+    status: 'completed',
+    command: rerunCommand(config, flagName),
+    config,
+    seed: config.seed,
+    git: await gitState(process.cwd()),
+    versions: versions(),
+    backend: facts.backend,
+    system: systemInfo(),
+    dataset: {
+      kind: dataset.kind,
+      source: dataset.source,
+      classNames: dataset.classNames,
+      trainImages: facts.counts.train,
+      validationImages: facts.counts.validation,
+      testImages: dataset.test.count,
+      checksums: dataset.checksums,
+    },
+    preprocessing: { inputShape: INPUT_SHAPE, scale: 1 / 255, ...facts.normalization, output: 'logits' },
+    pretrained: facts.pretrained,
+    resumes: facts.resumes,
+    reproductionOf: facts.reproductionOf,
+    results: {
+      // null without test images (the evaluation's NaN): the same in memory as in run.json.
+      testAccuracy: Number.isFinite(metrics.test.accuracy) ? metrics.test.accuracy : null,
+      testLoss: Number.isFinite(metrics.test.loss) ? metrics.test.loss : null,
+      validationAccuracy: last.validationAccuracy,
+      validationLoss: last.validationLoss,
+    },
+    timing: {
+      start: facts.startedAt.toISOString(),
+      end: end.toISOString(),
+      durationSeconds: (end.getTime() - facts.startedAt.getTime()) / 1000,
+      trainSeconds: facts.trainSeconds,
+      imagesPerSecond: facts.trainSeconds > 0 ? trainedImages / facts.trainSeconds : 0,
+    },
+    files,
+    tracking,
+  };
+  await writeFile(join(dir, RUN_FILES.manifest), manifestText(manifest));
+  facts.log(
+    `wrote ${RUN_FILES.modelFolder}/, ${[...HASHED_RUN_FILES.slice(2), RUN_FILES.manifest, RUN_FILES.log].join(', ')}`,
+  );
+  return manifest;
+}
