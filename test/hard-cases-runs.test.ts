@@ -282,6 +282,31 @@ describe('losing work', () => {
     expect(verify.code, verify.stdout).toBe(0);
   });
 
+  it('two runs of one name started at once: one is the run, the other is refused or kept, none is lost', async () => {
+    const args = ['--experiment-name', 'twin', '--run-name', 'r', ...QUICK, '--epochs', '1'];
+    const [a, b] = await Promise.all([runCli(args, { cwd }), runCli(args, { cwd })]);
+    const codes = [a.code, b.code].sort();
+    // Whichever checks first trains; the other is refused before it starts (2) when it sees the
+    // first one's folder, or, when both started before either had one, finishes and is kept beside it (1).
+    expect(codes[0], a.stderr + b.stderr).toBe(0);
+    expect([1, 2]).toContain(codes[1]);
+    const loser = a.code === 0 ? b : a;
+    expect(
+      loser.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('image-classifier-trainer:')),
+    ).toHaveLength(1);
+    const left = entries(experiments, 'twin');
+    expect(left).toEqual(codes[1] === 1 ? ['r', 'r-duplicate-1'] : ['r']);
+    for (const run of left) {
+      const verify = await runCli(['verify', `twin/${run}`], { cwd });
+      expect(verify.code, verify.stdout).toBe(0);
+    }
+    if (codes[1] === 1)
+      expect(loser.stderr).toMatch(/this run is complete too and was kept as \S+r-duplicate-1$/m);
+  });
+
   it('a second process on the run name being trained is refused at once', async () => {
     const args = ['--experiment-name', 'busy', '--run-name', 'r', ...QUICK, '--epochs', '2'];
     let second: Promise<CliResult> | undefined;

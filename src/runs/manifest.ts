@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
 import { redactConfig } from '../util/redact.js';
-import { ManifestError } from '../errors.js';
+import { ManifestError, PROGRAM } from '../errors.js';
 
 export interface GitState {
   commit: string | null;
@@ -152,7 +152,7 @@ export function configArgs(config: Partial<RunConfig>, flag: (key: string) => st
 
 /** The command that reruns `config`; a download URL loses its credentials (they are never stored). */
 export function rerunCommand(config: RunConfig, flag: (key: string) => string): string {
-  return ['image-classifier-trainer', ...configArgs(redactConfig(config), flag).map(shellWord)].join(' ');
+  return [PROGRAM, ...configArgs(redactConfig(config), flag).map(shellWord)].join(' ');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// Running a sweep locally: each trial is one run of the experiment, trained by the CLI in a child
-// process (a crash or out-of-memory in one trial cannot take the sweep down), N at a time. Finished
+// Running a sweep locally: each trial is one run of the experiment, trained by train() in a child
+// process (src/cli/trial.ts: a crash or out-of-memory in one trial cannot take the sweep down), N at a time. Finished
 // trials are skipped, interrupted ones resumed, a failing one is reported and the others go on.
 // A trial already there counts as done only when its whole configuration and its data are what this
 // sweep would train now; otherwise the sweep refuses before training anything.
@@ -18,11 +18,11 @@ import { loadCheckpoint } from '../runs/checkpoint.js';
 import { compareRuns, type Comparison } from '../runs/compare.js';
 import { readManifest } from '../runs/load-run.js';
 import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES, SWEEP_SUMMARY_FILE } from '../runs/layout.js';
-import { configArgs, type Manifest } from '../runs/manifest.js';
+import type { Manifest } from '../runs/manifest.js';
 import { findResumable } from '../runs/run-folder.js';
 import { LOCATION_KEYS } from '../training/resume.js';
 import { describeParams, readSweepFile, trialConfig, type Sweep, type Trial } from './sweep-file.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, EXIT } from '../errors.js';
 
 export interface SweepOptions {
   /** Experiment the trials belong to (default: the sweep's name). */
@@ -64,10 +64,26 @@ export interface SweepResult {
   summaryFile: string;
 }
 
-/** The CLI that trains each trial: dist/cli/main.js beside this module (or the .ts source under tsx). */
-function cliPath(): string {
-  const js = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-  return existsSync(js) ? js : fileURLToPath(new URL('../cli/main.ts', import.meta.url));
+/** What the sweep asks of a trial's child process: its first IPC message (not argv, which `ps` shows). */
+export interface TrialRequest {
+  /** The run's configuration; with `resume`, only its names and folders. */
+  config: Record<string, unknown>;
+  resume: boolean;
+}
+
+/** What a trial's child process reports (over IPC) before it exits. */
+export interface TrialReport {
+  status: 'completed' | 'interrupted' | 'failed';
+  exitCode: number;
+  runPath?: string;
+  /** The error's first line. */
+  error?: string;
+}
+
+/** The child entry that trains a trial: dist/cli/trial.js (or the .ts source under tsx). */
+function trialEntry(): string {
+  const js = fileURLToPath(new URL('../cli/trial.js', import.meta.url));
+  return existsSync(js) ? js : fileURLToPath(new URL('../cli/trial.ts', import.meta.url));
 }
 
 /** null for a test metric of a run without test images. */
@@ -79,29 +95,35 @@ interface ChildExit {
   code: number | null;
   /** The signal that ended the child, if one did. */
   killedBy: NodeJS.Signals | null;
-  lastError: string;
+  /** What the child reported; absent when it died first (a crash, out of memory, a kill). */
+  report?: TrialReport;
+  /** The last line it wrote on stderr (what a crash says). */
+  lastLine: string;
 }
 
 /**
- * Trains one trial in a child process; resolves with how it ended and its last error line. Each
- * signal to the sweep is passed on as one SIGINT (the first: stop after the step; the second: at once).
+ * Trains one trial in a child process; resolves with how it ended. Each signal to the sweep is
+ * passed on as one SIGINT (the first: stop after the step; the second: at once).
  */
 function trainInChild(
-  args: string[],
+  request: TrialRequest,
   signals: Pick<SweepOptions, 'signal' | 'stopNow'>,
   live: Set<ChildProcess>,
 ): Promise<ChildExit> {
   return new Promise((done, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, cliPath(), ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    const child = spawn(process.execPath, [...process.execArgv, trialEntry()], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       // A process group of its own: Ctrl-C in a terminal reaches the sweep only, so a child gets
       // exactly the signals the sweep passes on (the terminal's too would count as a second one).
       detached: true,
     });
     live.add(child);
+    child.send(request);
+    let report: TrialReport | undefined;
+    child.on('message', (message) => (report = message as TrialReport));
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      // Only the tail is kept: the error line is the last one.
+    child.stderr!.on('data', (d: Buffer) => {
+      // Only the tail is kept: a crash's message is its last line.
       stderr = (stderr + d.toString()).slice(-4000);
     });
     const pass = () => child.kill('SIGINT');
@@ -115,10 +137,7 @@ function trainInChild(
       live.delete(child);
       signals.signal?.removeEventListener('abort', pass);
       signals.stopNow?.removeEventListener('abort', pass);
-      const lines = stderr.trim().split('\n');
-      const errorLine =
-        [...lines].reverse().find((l) => l.startsWith('image-classifier-trainer:')) ?? lines.at(-1) ?? '';
-      done({ code, killedBy, lastError: errorLine.replace(/^image-classifier-trainer: /, '') });
+      done({ code, killedBy, report, lastLine: stderr.trim().split('\n').at(-1) ?? '' });
     });
   });
 }
@@ -285,23 +304,24 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
     }
     const resuming = findResumable(experimentsFolder, experiment, trial.name) !== null;
     const config = trialConfig(trial, common);
-    const args = resuming
-      ? configArgs(
-          {
+    const request: TrialRequest = resuming
+      ? {
+          config: {
             experimentName: config.experimentName,
             runName: config.runName,
             experimentsFolder: config.experimentsFolder,
           },
-          flagName,
-        ).concat('--resume')
-      : configArgs(config, flagName);
+          resume: true,
+        }
+      : { config, resume: false };
     log(`${trial.name} (${described}): ${resuming ? 'resuming' : 'training'}`);
     const started = performance.now();
-    const { code, killedBy, lastError } = await trainInChild(args, options, live);
+    const { code, killedBy, report, lastLine } = await trainInChild(request, options, live);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     // A child stopped by our signal before it could catch it (while starting) was interrupted too.
     const interrupted =
-      code === 130 ||
+      report?.status === 'interrupted' ||
+      code === EXIT.interrupted ||
       killedBy === 'SIGINT' ||
       killedBy === 'SIGTERM' ||
       (options.signal?.aborted === true && code !== 0);
@@ -314,7 +334,8 @@ export async function runSweep(file: string, options: SweepOptions = {}): Promis
       result.status = 'interrupted';
       log(`${trial.name}: interrupted after ${seconds} s (rerun the sweep to continue it)`);
     } else {
-      result.error = lastError || (code !== null ? `exit code ${code}` : `killed by ${killedBy}`);
+      result.error =
+        report?.error || lastLine || (code !== null ? `exit code ${code}` : `killed by ${killedBy}`);
       log(`${trial.name}: failed after ${seconds} s: ${result.error}`);
     }
   };
