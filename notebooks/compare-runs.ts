@@ -8,21 +8,18 @@
 // display as Markdown and images in Jupyter (Deno renders any value with a Symbol.for('Jupyter.display')
 // method); elsewhere they are plain objects.
 import { Buffer } from 'node:buffer';
-import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
 import { Chart, registerables, type ChartConfiguration } from 'chart.js';
-import { loadRun, type LoadedRun } from '../src/index.js';
+import { compareRuns, differingKeys as configKeysThatDiffer, loadRun, type LoadedRun } from '../src/index.js';
 
 Chart.register(...registerables);
 
-/** The completed runs of an experiment (folders with a run.json), in natural order of their names. */
-export function listRuns(experiment: string, experimentsFolder = '../experiments'): string[] {
-  const folder = resolve(experimentsFolder, experiment);
-  if (!existsSync(folder)) throw new Error(`no experiment ${experiment} in ${resolve(experimentsFolder)}`);
-  return readdirSync(folder, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.') && existsSync(join(folder, e.name, 'run.json')))
-    .map((e) => e.name)
+/** The completed runs of an experiment (as `image-classifier-trainer runs` finds them), in natural order. */
+export async function listRuns(experiment: string, experimentsFolder = '../experiments'): Promise<string[]> {
+  const { rows } = await compareRuns(experiment, { experimentsFolder, writeChart: false });
+  return rows
+    .filter((r) => r.status === 'completed')
+    .map((r) => r.run)
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
@@ -31,7 +28,7 @@ export async function loadExperiment(
   experiment: string,
   experimentsFolder = '../experiments',
 ): Promise<LoadedRun[]> {
-  const names = listRuns(experiment, experimentsFolder);
+  const names = await listRuns(experiment, experimentsFolder);
   return Promise.all(names.map((name) => loadRun(`${experiment}/${name}`, experimentsFolder)));
 }
 
@@ -78,18 +75,9 @@ export function runTable(runs: LoadedRun[]): RunRow[] {
   }));
 }
 
-/** The configuration keys whose values differ between the runs (the run name aside). */
+/** The configuration keys whose values differ between the runs (the run name aside), as `runs` shows them. */
 export function differingKeys(runs: LoadedRun[]): string[] {
-  const keys = new Set(runs.flatMap((r) => Object.keys(r.manifest.config)));
-  keys.delete('runName');
-  return [...keys]
-    .filter((key) => {
-      const values = new Set(
-        runs.map((r) => JSON.stringify((r.manifest.config as Record<string, unknown>)[key] ?? null)),
-      );
-      return values.size > 1;
-    })
-    .sort();
+  return configKeysThatDiffer(runs.map((r) => r.manifest.config));
 }
 
 /**

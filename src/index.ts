@@ -24,6 +24,22 @@ export { loadRun, type LoadedRun } from './runs/load-run.js';
 export type { Manifest } from './runs/manifest.js';
 export { reproduce, type ReproduceOptions, type ReproductionReport } from './training/reproduce.js';
 export { verifyRun, type VerifyReport, type FileCheck } from './runs/verify.js';
+export { compareRuns, comparisonTable, differingKeys, type Comparison, type RunRow } from './runs/compare.js';
+export {
+  runSweep,
+  sweepMatrix,
+  type SweepOptions,
+  type SweepResult,
+  type TrialResult,
+} from './sweeps/run-sweep.js';
+export { readSweepFile, type Sweep, type Trial } from './sweeps/sweep-file.js';
+export {
+  DEFAULT_EXPERIMENTS_FOLDER,
+  RUN_FILES,
+  runPath,
+  partialPath,
+  evaluationFiles,
+} from './runs/layout.js';
 export {
   runConfigSchema,
   parseRunConfig,

@@ -97,11 +97,11 @@ describe('notebooks/compare-runs', () => {
   }, 240_000);
 
   it('loads the runs of an experiment through the library', async () => {
-    expect(compare.listRuns('cmp', experiments)).toEqual(['run-2', 'run-10']);
+    expect(await compare.listRuns('cmp', experiments)).toEqual(['run-2', 'run-10']);
     const runs = await compare.loadExperiment('cmp', experiments);
     expect(runs.map((r) => r.manifest.run)).toEqual(['run-2', 'run-10']);
     expect(runs[0]!.path).toBe(join(experiments, 'cmp', 'run-2'));
-    expect(() => compare.listRuns('nothing', experiments)).toThrow(/no experiment nothing/);
+    await expect(compare.listRuns('nothing', experiments)).rejects.toThrow(/no experiment nothing/);
   });
 
   it('tabulates their configuration and accuracy', async () => {

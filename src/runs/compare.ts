@@ -42,6 +42,16 @@ export interface Comparison {
 /** Keys that differ between every pair of runs by nature. */
 const NAME_KEYS = new Set<string>(['runName']);
 
+/** The configuration keys whose values differ between runs (the run's name aside), sorted. */
+export function differingKeys(configs: RunConfig[]): string[] {
+  const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))].sort();
+  return keys.filter(
+    (k) =>
+      !NAME_KEYS.has(k) &&
+      new Set(configs.map((c) => JSON.stringify((c as Record<string, unknown>)[k]))).size > 1,
+  );
+}
+
 async function readRow(folder: string, name: string): Promise<RunRow | null> {
   const runFolder = join(folder, name);
   if (existsSync(join(runFolder, RUN_FILES.manifest))) {
@@ -105,15 +115,10 @@ export async function compareRuns(
     const row = await readRow(path, name);
     if (row) rows.push(row);
   }
-  const keys = [...new Set(rows.flatMap((r) => Object.keys(r.config)))].sort();
-  const differingKeys = keys.filter(
-    (k) =>
-      !NAME_KEYS.has(k) &&
-      new Set(rows.map((r) => JSON.stringify((r.config as Record<string, unknown>)[k]))).size > 1,
-  );
+  const differing = differingKeys(rows.map((r) => r.config));
   for (const row of rows) {
     row.differences = Object.fromEntries(
-      differingKeys.map((k) => [k, (row.config as Record<string, unknown>)[k]]),
+      differing.map((k) => [k, (row.config as Record<string, unknown>)[k]]),
     );
   }
   let best: RunRow | null = null;
@@ -133,7 +138,7 @@ export async function compareRuns(
     await writeFile(`${chart}.tmp`, png);
     await rename(`${chart}.tmp`, chart);
   }
-  return { experiment, path, differingKeys, rows, best: best?.run ?? null, chart };
+  return { experiment, path, differingKeys: differing, rows, best: best?.run ?? null, chart };
 }
 
 function percent(v: number | null): string {
