@@ -63,19 +63,16 @@ async function throughput(spec: ThroughputSpec): Promise<ThroughputResult> {
     const y = Int32Array.from({ length: spec.batch }, () => random.int(NUM_CLASSES));
     return { x, y };
   });
+  const learner = {
+    model,
+    variables,
+    optimizer,
+    numClasses: NUM_CLASSES,
+    labelSmoothing: config.labelSmoothing,
+  };
   const step = async (i: number): Promise<number> => {
     const { x, y } = batches[i % DISTINCT_BATCHES]!;
-    const [loss] = await trainStep(
-      model,
-      variables,
-      optimizer,
-      x,
-      y,
-      spec.batch,
-      NUM_CLASSES,
-      config.labelSmoothing,
-      LEARNING_RATE,
-    );
+    const [loss] = await trainStep(learner, { x, y, n: spec.batch }, LEARNING_RATE);
     return loss;
   };
 

@@ -54,7 +54,8 @@ async function modelReport(name: ModelName): Promise<Record<string, unknown>> {
   const random = new Random(0);
   const x = Float32Array.from({ length: batch * 32 * 32 * 3 }, () => random.normal());
   const y = Int32Array.from({ length: batch }, () => random.int(NUM_CLASSES));
-  const step = () => trainStep(model, variables, optimizer, x, y, batch, NUM_CLASSES, 0.2, 0.001);
+  const learner = { model, variables, optimizer, numClasses: NUM_CLASSES, labelSmoothing: 0.2 };
+  const step = () => trainStep(learner, { x, y, n: batch }, 0.001);
   for (let i = 0; i < 3; i++) await step();
 
   let t0 = performance.now();

@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { wasmSgdStep } from '../src/backends/wasm-sgd.js';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd, type SgdOptions } from '../src/training/sgd.js';
 import { trainStep } from '../src/training/step.js';
@@ -53,7 +53,8 @@ describe('fused wasm SGD', () => {
         const opt = new Sgd(variables, SETTINGS[0]!, fused);
         const x = randomArray(8 * 3072, 5);
         const y = Int32Array.from({ length: 8 }, (_, i) => i % 10);
-        for (let step = 0; step < 3; step++) await trainStep(model, variables, opt, x, y, 8, 10, 0.2, 0.05);
+        const learner = { model, variables, optimizer: opt, numClasses: 10, labelSmoothing: 0.2 };
+        for (let step = 0; step < 3; step++) await trainStep(learner, { x, y, n: 8 }, 0.05);
         weights.push(model.getWeights().map((w) => Float32Array.from(w.dataSync())));
         opt.dispose();
         model.dispose();

@@ -10,6 +10,7 @@ import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { loadRun } from './load-run.js';
 import { InputError } from '../errors.js';
 import { COMPARISON_FILE, DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
+import { percent, plural } from '../reports/format.js';
 
 export interface RunRow {
   run: string;
@@ -66,7 +67,7 @@ async function readRow(folder: string, name: string): Promise<RunRow | null> {
       epochs: metrics.history.length,
       trainSeconds: manifest.timing.trainSeconds,
       imagesPerSecond: manifest.timing.imagesPerSecond,
-      backend: `${manifest.backend.name} (${manifest.backend.threads} thread${manifest.backend.threads > 1 ? 's' : ''})`,
+      backend: `${manifest.backend.name} (${plural(manifest.backend.threads, 'thread')})`,
       history: metrics.history,
     };
   }
@@ -139,10 +140,6 @@ export async function compareRuns(
     await rename(`${chart}.tmp`, chart);
   }
   return { experiment, path, differingKeys: differing, rows, best: best?.run ?? null, chart };
-}
-
-function percent(v: number | null): string {
-  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
 }
 
 function shortValue(v: unknown): string {

@@ -12,6 +12,7 @@ import {
 } from '../data/batches.js';
 import { ConfigError } from '../errors.js';
 import type { Evaluation } from '../runs/metrics.js';
+import { percent } from '../reports/format.js';
 
 /**
  * Async: results are read back with `data()`, which every backend supports (WebGPU in Node has no
@@ -95,7 +96,7 @@ export function hasResult(evaluation: Pick<Evaluation, 'count' | 'accuracy'>): b
 /** The run log's line for the test split: its accuracy, or that there was no test split. */
 export function describeTest(test: Evaluation): string {
   return hasResult(test)
-    ? `test: accuracy ${(test.accuracy * 100).toFixed(2)}%, loss ${test.loss.toFixed(4)} on ${test.count} images`
+    ? `test: accuracy ${percent(test.accuracy)}, loss ${test.loss.toFixed(4)} on ${test.count} images`
     : 'test: no test images (the data has no test split), so no test accuracy; the validation accuracy is the result';
 }
 

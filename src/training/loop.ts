@@ -15,6 +15,7 @@ import { evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import type { Sgd } from './sgd.js';
 import { trainStep } from './step.js';
+import { percent } from '../reports/format.js';
 
 /** Thrown inside the training loop when the signal aborts: the state after the last step done. */
 export class StopRequested extends Error {
@@ -79,6 +80,7 @@ export async function trainEpochs(
     setup;
   const { batchSize, epochs } = config;
   const { progress, log } = hooks;
+  const learner = { model, variables, optimizer, numClasses, labelSmoothing: config.labelSmoothing };
   const stepsPerEpoch = Math.ceil(trainSet.count / batchSize);
   const schedule = learningRateSchedule(config, stepsPerEpoch * epochs);
   const augmentation = { flip: config.randomFlip, crop: config.randomCrop };
@@ -179,17 +181,7 @@ export async function trainEpochs(
           assembleBatch(trainSet, order, step * batchSize, n, normalization, augmentation, random, x, y);
         }
         const learningRate = schedule((epoch - 1) * stepsPerEpoch + step);
-        const result = trainStep(
-          model,
-          variables,
-          optimizer,
-          input,
-          y,
-          n,
-          numClasses,
-          config.labelSmoothing,
-          learningRate,
-        );
+        const result = trainStep(learner, { x: input, y, n }, learningRate);
         // Seen when settled; a failure while the previous step settles must not leave it unhandled.
         result.catch(() => undefined);
         if (!(input instanceof Float32Array)) input.dispose();
@@ -220,8 +212,8 @@ export async function trainEpochs(
       };
       history.push(metrics);
       log(
-        `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${(metrics.trainAccuracy * 100).toFixed(2)}% | ` +
-          `validation loss ${metrics.validationLoss.toFixed(4)} acc ${(metrics.validationAccuracy * 100).toFixed(2)}% | ` +
+        `epoch ${epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)} acc ${percent(metrics.trainAccuracy)} | ` +
+          `validation loss ${metrics.validationLoss.toFixed(4)} acc ${percent(metrics.validationAccuracy)} | ` +
           `${metrics.seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
       );
       await hooks.onEpochEnd({

@@ -6,6 +6,22 @@ import { Random } from '../data/random.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
 import { Sgd } from './sgd.js';
 
+/** What a step trains: the model, its trainable variables, its optimiser, and the loss's settings. */
+export interface Learner {
+  model: tf.LayersModel;
+  variables: tf.Variable[];
+  optimizer: Sgd;
+  numClasses: number;
+  labelSmoothing: number;
+}
+
+/** A batch: the first `n` images of `x` and their labels `y`. */
+export interface Batch {
+  x: Float32Array | tf.Tensor4D;
+  y: Int32Array;
+  n: number;
+}
+
 /**
  * One SGD step; resolves to the batch's mean loss and number of correct predictions. The work is
  * queued when the call returns (the promise only waits for the two numbers), so a caller may start
@@ -15,16 +31,12 @@ import { Sgd } from './sgd.js';
  * the backend (src/backends/webgpu/batches.ts), which the caller disposes.
  */
 export async function trainStep(
-  model: tf.LayersModel,
-  variables: tf.Variable[],
-  optimizer: Sgd,
-  x: Float32Array | tf.Tensor4D,
-  y: Int32Array,
-  n: number,
-  numClasses: number,
-  labelSmoothing: number,
+  learner: Learner,
+  batch: Batch,
   learningRate: number,
 ): Promise<[number, number]> {
+  const { model, variables, optimizer, numClasses, labelSmoothing } = learner;
+  const { x, y, n } = batch;
   const outputs: [tf.Tensor, tf.Tensor] = tf.tidy(() => {
     const [h, w, c] = model.inputs[0]!.shape.slice(1) as [number, number, number];
     const input = x instanceof Float32Array ? tf.tensor4d(x.subarray(0, n * h * w * c), [n, h, w, c]) : x;
@@ -76,8 +88,8 @@ export async function measureTrainingStep(modelName: ModelName, batchSize: numbe
     random.normal(),
   );
   const y = Int32Array.from({ length: batchSize }, () => random.int(numClasses));
-  const step = () =>
-    trainStep(model, variables, optimizer, x, y, batchSize, numClasses, recipe.labelSmoothing, 0.001);
+  const learner = { model, variables, optimizer, numClasses, labelSmoothing: recipe.labelSmoothing };
+  const step = () => trainStep(learner, { x, y, n: batchSize }, 0.001);
   try {
     await step();
     const t0 = performance.now();

@@ -52,6 +52,7 @@ import {
 } from './run-state.js';
 import { Sgd } from './sgd.js';
 import { measureTrainingStep } from './step.js';
+import { plural } from '../reports/format.js';
 
 export interface TrainOptions {
   /** Receives each log line (they also go to the run's train.log). */
@@ -189,7 +190,7 @@ async function trainRun(
     });
     stillOurs();
     log(
-      `backend: ${backend.name} (${backend.package}, ${backend.device}${backend.adapter ? `: ${backend.adapter}` : ''}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''})`,
+      `backend: ${backend.name} (${backend.package}, ${backend.device}${backend.adapter ? `: ${backend.adapter}` : ''}, ${plural(backend.threads, 'thread')})`,
     );
     if (backend.measuredStepMs) {
       const times = Object.entries(backend.measuredStepMs).map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`);
