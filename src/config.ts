@@ -1,7 +1,10 @@
-// The single source of truth for a run's configuration. The CLI's flags (names, help, defaults,
-// choices), config files and the library's `TrainOptions` type are all derived from this schema.
+// The single source of truth for a run's configuration, and for the options of the commands that use a
+// trained model (evaluate, predict, serve). The CLI's flags (names, help, defaults, choices), config
+// files and the library's option types are all derived from these schemas.
 import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
+import { readBoundedFileSync } from './util/bounded-read.js';
 
 /** Run and experiment names become folder names: one safe path segment each. */
 const folderName = z
@@ -197,6 +200,140 @@ export type RunConfig = z.infer<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
+// --- the options of the commands that use a trained model: evaluate, predict and serve
+
+/** Their defaults, which the library's functions share. Batching: see src/serving/batcher.ts for why. */
+export const SERVING_DEFAULTS = {
+  topK: 3,
+  batchSize: 32,
+  port: 8080,
+  host: '127.0.0.1',
+  maxBodyBytes: 10 * 1024 * 1024,
+  maxImages: 64,
+  maxBatch: 32,
+  batchWindowMs: 0,
+} as const;
+
+/** A number check whose message says what the number must be and shows what was given. */
+function numberThat(what: string, test: (n: number) => boolean, max?: number) {
+  // A bound given as `max` is checked first, in the schema's words (`must be <= 1024`).
+  return (max === undefined ? z.number() : z.number().max(max)).refine(test, {
+    error: (issue) => `must be ${what} (got ${String(issue.input)})`,
+  });
+}
+
+const positiveInteger = (max?: number) =>
+  numberThat('a positive integer', (n) => Number.isInteger(n) && n >= 1, max);
+
+const SIZE_EXAMPLES = 'a size in bytes such as 10485760, 512k or 10M';
+
+/** `10485760`, `512k`, `10M`, `10MiB`, `1G`: bytes, suffixes binary (k = 1024); NaN for anything else. */
+function byteCount(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(text.trim());
+  const unit = (match?.[2] ?? 'b').toLowerCase()[0]!;
+  const bytes = match
+    ? Math.floor(Number(match[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit]!)
+    : NaN;
+  return Number.isFinite(bytes) && bytes >= 1 ? bytes : NaN;
+}
+
+/** A byte size as `--max-body-bytes` takes it (see byteCount); throws a ConfigError naming `flag`. */
+export function parseByteSize(text: string, flag: string): number {
+  const bytes = byteCount(text);
+  if (Number.isNaN(bytes)) throw new ConfigError(`--${flag} must be ${SIZE_EXAMPLES} (got ${text})`);
+  return bytes;
+}
+
+/** A number of bytes, or its text with a suffix (the flag's value): a number once parsed. */
+const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const bytes = byteCount(String(value));
+  if (!Number.isNaN(bytes)) return bytes;
+  ctx.addIssue({ code: 'custom', message: `must be ${SIZE_EXAMPLES} (got ${String(value)})`, input: value });
+  return z.NEVER;
+});
+
+/** Where a trained model runs. */
+export const computeOptionsSchema = z.object({
+  device: z.enum(DEVICES).default('auto').describe('Where to run the model'),
+  backend: runConfigSchema.shape.backend,
+  threads: positiveInteger().optional().describe('Threads for the CPU backends (default: all cores)'),
+});
+// Each command's own options come first, then these: the order they are checked (and listed) in.
+const computeShape = computeOptionsSchema.shape;
+const { experimentsFolder } = runConfigSchema.shape;
+
+/** loadModel's options: where the run is found and where its model runs. */
+export const modelOptionsSchema = z.object({ experimentsFolder, ...computeShape }).strict();
+
+export const evaluateOptionsSchema = z
+  .object({
+    experimentsFolder,
+    dataset: z
+      .enum(DATASETS)
+      .optional()
+      .describe("Data to evaluate on (default: the run's own, its test split)"),
+    datasetFolder: z
+      .string()
+      .optional()
+      .describe(
+        'Folder of that data: CIFAR-10 batches, or an image folder (<class>/* is evaluated whole, train/ + test/ on test/)',
+      ),
+    name: z
+      .string()
+      .optional()
+      .describe(
+        "Name of the files written, evaluation-<name>.json/.png (default: 'test', or the folder's name)",
+      ),
+    overwrite: z.boolean().optional().describe('Replace evaluation-<name> files that exist'),
+    ...computeShape,
+  })
+  .strict();
+
+export const predictOptionsSchema = z
+  .object({
+    experimentsFolder,
+    topK: positiveInteger().default(SERVING_DEFAULTS.topK).describe('Labels per image, most probable first'),
+    // Larger batches do not fit the wasm heap.
+    batchSize: positiveInteger(MAX_BATCH_SIZE)
+      .default(SERVING_DEFAULTS.batchSize)
+      .describe('Images per model call'),
+    ...computeShape,
+  })
+  .strict();
+
+export const serveOptionsSchema = z
+  .object({
+    experimentsFolder,
+    port: numberThat('an integer from 0 to 65535', (n) => Number.isInteger(n) && n >= 0 && n <= 65535)
+      .default(SERVING_DEFAULTS.port)
+      .describe('Port to listen on (0: any free port)'),
+    host: z
+      .string()
+      .default(SERVING_DEFAULTS.host)
+      .describe('Address to listen on (0.0.0.0: every interface, as in a container)'),
+    maxBodyBytes: byteSize
+      .default(SERVING_DEFAULTS.maxBodyBytes)
+      .describe('Largest request body (bytes, or 512k, 10M): larger ones get 413'),
+    maxImages: positiveInteger()
+      .default(SERVING_DEFAULTS.maxImages)
+      .describe('Most images in one multipart request'),
+    topK: positiveInteger().default(SERVING_DEFAULTS.topK).describe('Labels per image unless ?top_k=N'),
+    maxBatch: positiveInteger(MAX_BATCH_SIZE)
+      .default(SERVING_DEFAULTS.maxBatch)
+      .describe('Most images per model call when requests arrive together (1: no batching)'),
+    batchWindowMs: numberThat('from 0 to 1000', (n) => n >= 0 && n <= 1000)
+      .default(SERVING_DEFAULTS.batchWindowMs)
+      .describe('How long an image waits for others to batch with when the model is idle'),
+    ...computeShape,
+  })
+  .strict();
+
+/** What a caller gives for each (every option may be left out). */
+export type ModelOptionsInput = z.input<typeof modelOptionsSchema>;
+export type EvaluateOptionsInput = z.input<typeof evaluateOptionsSchema>;
+export type PredictOptionsInput = z.input<typeof predictOptionsSchema>;
+export type ServeOptionsInput = z.input<typeof serveOptionsSchema>;
+
 /** `learningRate` -> `learning-rate`: the flag names are the schema keys in kebab case. */
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -207,11 +344,57 @@ export function keyName(flag: string): string {
   return flag.replace(/[-_]([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** Validates a configuration; throws ConfigError naming the first bad flag. */
-export function parseRunConfig(input: unknown): RunConfig {
-  const result = runConfigSchema.safeParse(input, { reportInput: true });
+/** Validates options against one of the schemas above; throws ConfigError naming the first bad flag. */
+export function parseOptions<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   throw new ConfigError(describeIssue(result.error.issues[0]!));
+}
+
+/** Validates a configuration; throws ConfigError naming the first bad flag. */
+export function parseRunConfig(input: unknown): RunConfig {
+  return parseOptions(runConfigSchema, input);
+}
+
+/**
+ * Reads a YAML or JSON file of run options (keys as the flags, in kebab-, snake- or camelCase) into
+ * schema keys. Not validated yet: mergeConfig, then parseRunConfig, so flags can complete it.
+ */
+export function loadConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    // Bounded, regular files only: `--config /dev/zero` must not read forever.
+    text = readBoundedFileSync(path, 2 ** 20).toString('utf8');
+  } catch (error) {
+    throw new ConfigError(
+      `--config ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(
+      `--config ${path}: not valid YAML or JSON (${(error as Error).message.split('\n')[0]})`,
+    );
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data))
+    throw new ConfigError(`--config ${path}: must hold a mapping of options`);
+  return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [keyName(k), v]));
+}
+
+/**
+ * A config file's options underneath, the flags (or a caller's overrides) on top, both by schema key
+ * (or as the flags spell them). Validate the result with parseRunConfig.
+ */
+export function mergeConfig(
+  fromFile: Record<string, unknown>,
+  fromFlags: Record<string, unknown>,
+): Record<string, unknown> {
+  const byKey = (options: Record<string, unknown>) =>
+    Object.entries(options).map(([k, v]) => [keyName(k), v] as const);
+  return Object.fromEntries([...byKey(fromFile), ...byKey(fromFlags)]);
 }
 
 /** A value as the user wrote it: JSON, but Infinity and NaN as themselves (JSON says null). */
@@ -251,51 +434,6 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** Decimal notation: what Number() takes besides ('', ' ', '0x10', 'Infinity') is refused. */
-const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
-
-/**
- * The number a flag was given on the command line (text, or a number from a default), or a
- * ConfigError that names the flag: an empty or missing value, a word, Infinity or NaN never
- * become a number (yargs' own conversion made '' 0). Repeated, the last one counts.
- */
-export function parseNumberFlag(value: unknown, flag: string): number {
-  const given = Array.isArray(value) ? (value as unknown[])[value.length - 1] : value;
-  if (typeof given === 'number') {
-    if (Number.isFinite(given)) return given;
-    throw new ConfigError(`--${flag} must be a finite number (got ${given})`);
-  }
-  if (typeof given !== 'string' || given.trim() === '')
-    throw new ConfigError(`--${flag} needs a number (got ${given === '' ? 'an empty value' : 'nothing'})`);
-  const text = given.trim();
-  // The next word is the value whatever it looks like, so `--momentum --seed 1` lands here.
-  if (/^--[a-z]/i.test(text)) throw new ConfigError(`--${flag} needs a number (got the flag ${text})`);
-  if (/^[+-]?(inf|infinity|nan)$/i.test(text))
-    throw new ConfigError(`--${flag} must be a finite number (got ${text})`);
-  if (!DECIMAL.test(text)) throw new ConfigError(`--${flag} must be a number (got ${JSON.stringify(text)})`);
-  const number = Number(text);
-  if (!Number.isFinite(number)) throw new ConfigError(`--${flag} must be a finite number (got ${text})`);
-  return number;
-}
-
-/** Bounds of a number flag that is not in the schema (the subcommands' own). */
-export interface NumberBounds {
-  integer?: boolean;
-  min?: number;
-  max?: number;
-}
-
-/** Checks a number flag against its bounds, in the words the schema's messages use. */
-export function checkNumberFlag(value: number, flag: string, bounds: NumberBounds): number {
-  if (bounds.integer && !Number.isInteger(value))
-    throw new ConfigError(`--${flag} must be an integer (got ${value})`);
-  if (bounds.min !== undefined && value < bounds.min)
-    throw new ConfigError(`--${flag} must be >= ${bounds.min} (got ${value})`);
-  if (bounds.max !== undefined && value > bounds.max)
-    throw new ConfigError(`--${flag} must be <= ${bounds.max} (got ${value})`);
-  return value;
-}
-
 export interface FlagSpec {
   key: string;
   flag: string;
@@ -306,9 +444,9 @@ export interface FlagSpec {
   required: boolean;
 }
 
-/** Describes each option of the schema for the CLI (and the docs/workflow checks). */
-export function flagSpecs(): FlagSpec[] {
-  return Object.entries(runConfigSchema.shape).map(([key, field]) => {
+/** Describes each option of a schema (the run configuration's by default) for the CLI and the docs checks. */
+export function flagSpecs(schema: z.ZodObject = runConfigSchema): FlagSpec[] {
+  return Object.entries(schema.shape).map(([key, field]) => {
     let inner: z.ZodType = field;
     let defaultValue: unknown;
     let required = true;

@@ -9,7 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
-import { DEFAULT_TOP_K, type ClassifierModel, type Prediction } from './model.js';
+import { SERVING_DEFAULTS, type PredictOptionsInput } from '../config.js';
+import type { ClassifierModel, Prediction } from './model.js';
 
 export type OutputFormat = 'table' | 'json' | 'csv';
 
@@ -18,13 +19,10 @@ export interface FileProblem {
   reason: string;
 }
 
-export interface PredictFilesOptions {
-  /** Labels per image (default 3; at most the number of classes). */
-  topK?: number;
+/** `topK` (at most the number of classes is shown) and `batchSize`, as the predict command's flags. */
+export interface PredictFilesOptions extends Pick<PredictOptionsInput, 'topK' | 'batchSize'> {
   /** table (default): aligned columns; json: JSON Lines, one object per image; csv: a header, then rows. */
   format?: OutputFormat;
-  /** Images per model call (default 32). */
-  batchSize?: number;
   /** Images decoded at once (default: cores, at least 4). */
   concurrency?: number;
   /** Where rows go (default process.stdout). */
@@ -225,8 +223,8 @@ export async function predictFiles(
     options.onError?.(problem);
   };
   const files = await listImageFiles(inputs, onError);
-  const topK = options.topK ?? DEFAULT_TOP_K;
-  const batchSize = Math.max(1, options.batchSize ?? 32);
+  const topK = options.topK ?? SERVING_DEFAULTS.topK;
+  const batchSize = Math.max(1, options.batchSize ?? SERVING_DEFAULTS.batchSize);
   const concurrency = options.concurrency ?? Math.max(4, availableParallelism());
   const output = options.output ?? process.stdout;
   // Long names would make every row wide; beyond 60 characters the columns just stop lining up.

@@ -1,0 +1,71 @@
+// `evaluate <run>`: a run's model on its test split or other data, as a text report or JSON.
+import { basename, dirname } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { evaluateOptionsSchema, flagSpecs, parseOptions } from '../config.js';
+import { terminalProgress } from '../reports/progress.js';
+import { evaluate, type EvaluateResult } from '../training/evaluate-run.js';
+import { addModelCommandFlags, EXIT_CODES, givenFlags, runPositional } from './flags.js';
+
+function builder(y: Argv): Argv {
+  return addModelCommandFlags(runPositional(y), evaluateOptionsSchema)
+    .option('json', { type: 'boolean', describe: 'Print the evaluation as JSON' })
+    .example('$0 evaluate baseline/run-1', "Accuracy on the run's test split: evaluation-test.json and .png")
+    .epilogue(EXIT_CODES);
+}
+
+function percent(x: number): string {
+  return `${(x * 100).toFixed(2)}%`;
+}
+
+/** Accuracy, per class, and the confusion matrix as aligned text; `runPath` is where the files went. */
+function evaluationText(result: EvaluateResult, runPath: string): string {
+  const { classNames, confusion } = result;
+  const width = Math.max(5, ...classNames.map((c) => c.length));
+  const lines = [
+    `${result.name}: ${result.count} images (${result.dataset.kind}, ${result.dataset.split === 'all' ? 'all images' : 'test split'} of ${result.dataset.source})`,
+    `accuracy ${percent(result.accuracy)}, loss ${result.loss.toFixed(4)}`,
+    '',
+    `${'class'.padEnd(width)}  accuracy  images`,
+    ...classNames.map(
+      (c, k) =>
+        `${c.padEnd(width)}  ${percent(result.perClassAccuracy[k]!).padStart(8)}  ${String(confusion[k]!.reduce((a, b) => a + b, 0)).padStart(6)}`,
+    ),
+    '',
+    'confusion matrix (rows: true class, columns: predicted class)',
+    [''.padEnd(width), ...classNames.map((c) => c.padStart(Math.max(6, c.length)))].join(' '),
+    ...confusion.map((row, k) =>
+      [
+        classNames[k]!.padEnd(width),
+        ...row.map((n, j) => String(n).padStart(Math.max(6, classNames[j]!.length))),
+      ].join(' '),
+    ),
+  ];
+  if (result.files) {
+    lines.push('', `wrote ${basename(result.files.json)} and ${basename(result.files.chart)} in ${runPath}`);
+  }
+  return lines.join('\n');
+}
+
+async function handler(argv: Record<string, unknown>): Promise<void> {
+  const options = parseOptions(evaluateOptionsSchema, givenFlags(argv, flagSpecs(evaluateOptionsSchema)));
+  const result = await evaluate(String(argv.run), {
+    ...options,
+    save: true,
+    progress: terminalProgress(),
+    // Progress and data-loading lines go to stderr: stdout holds the report (or the JSON).
+    log: (line) => process.stderr.write(line + '\n'),
+  });
+  if (argv.json === true) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(evaluationText(result, result.files ? dirname(result.files.json) : ''));
+}
+
+export const evaluateCommand: CommandModule = {
+  command: 'evaluate <run>',
+  describe:
+    "Evaluate a run's model on its test split or another dataset: accuracy, per class, confusion matrix, written to evaluation-<name>.json/.png in the run folder",
+  builder,
+  handler,
+};

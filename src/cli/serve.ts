@@ -1,0 +1,75 @@
+// `serve <run>`: the model over HTTP until SIGTERM or Ctrl-C.
+import type { Argv, CommandModule } from 'yargs';
+import { flagSpecs, parseOptions, serveOptionsSchema } from '../config.js';
+import { ConfigError, EXIT } from '../errors.js';
+import { loadModel } from '../serving/model.js';
+import { createServer } from '../serving/server.js';
+import { addModelCommandFlags, EXIT_CODES, givenFlags, runPositional } from './flags.js';
+import { handleSignals } from './signals.js';
+
+/** Signals closer together than this are one Ctrl-C delivered twice (see SignalReactions). */
+const DUPLICATE_SIGNAL_MS = 500;
+
+function builder(y: Argv): Argv {
+  return addModelCommandFlags(runPositional(y), serveOptionsSchema)
+    .option('quiet', { type: 'boolean', describe: 'No line per request on stdout' })
+    .example(
+      '$0 serve baseline/run-1',
+      'http://127.0.0.1:8080: POST /predict, GET /healthz, /metrics, /model',
+    )
+    .example(
+      'curl -s --data-binary @cat.jpg -H "Content-Type: image/jpeg" localhost:8080/predict',
+      'Classify an image',
+    )
+    .epilogue('SIGTERM or Ctrl-C stops accepting connections, finishes the requests in flight and exits 0.')
+    .epilogue(EXIT_CODES);
+}
+
+async function handler(argv: Record<string, unknown>): Promise<void> {
+  const { port, host, maxBodyBytes, maxImages, topK, maxBatch, batchWindowMs, ...modelOptions } =
+    parseOptions(serveOptionsSchema, givenFlags(argv, flagSpecs(serveOptionsSchema)));
+  const model = await loadModel(String(argv.run), modelOptions);
+  console.log(
+    `model ${model.runId} (${model.manifest.config.model}, ${model.classNames.length} classes) loaded in ` +
+      `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${model.backend.threads} thread${model.backend.threads === 1 ? '' : 's'})`,
+  );
+  const server = createServer(model, {
+    maxBodyBytes,
+    maxImages,
+    topK,
+    batching: { maxBatch, windowMs: batchWindowMs },
+    log: argv.quiet === true ? undefined : (line) => console.log(line),
+  });
+  // Signals are handled from here on: the first drains, a second one while draining quits at once.
+  const signals = handleSignals({
+    first: () => {},
+    second: () => process.exit(EXIT.failed),
+    sameWithinMs: DUPLICATE_SIGNAL_MS,
+  });
+  try {
+    let address;
+    try {
+      address = await server.listen(port, host);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new ConfigError(`cannot listen on ${host}:${port} (${code ?? (error as Error).message})`);
+    }
+    console.log(`listening on ${address.url}: POST /predict, GET /healthz, GET /metrics, GET /model`);
+    const signal = await signals.first;
+    console.log(`${signal}: no new connections; finishing the requests in flight`);
+    await server.close();
+    console.log('stopped');
+    // Nothing should be left to keep Node running; should anything be, do not wait for SIGKILL.
+    setTimeout(() => process.exit(), 2000).unref();
+  } finally {
+    signals.done();
+    model.dispose();
+  }
+}
+
+export const serveCommand: CommandModule = {
+  command: 'serve <run>',
+  describe: 'Serve the model over HTTP: POST /predict, GET /healthz, /metrics, /model',
+  builder,
+  handler,
+};

@@ -1,0 +1,29 @@
+// `verify <run>`: check a run's files against the hashes in its run.json.
+import type { Argv, CommandModule } from 'yargs';
+import { EXIT } from '../errors.js';
+import { verifyRun } from '../runs/verify.js';
+import { experimentsFolderOption, EXIT_CODES, runPositional } from './flags.js';
+
+function builder(y: Argv): Argv {
+  return runPositional(experimentsFolderOption(y)).epilogue(EXIT_CODES);
+}
+
+async function handler(argv: Record<string, unknown>): Promise<void> {
+  const report = await verifyRun(String(argv.run), argv.experimentsFolder as string);
+  for (const f of report.files) console.log(`${f.status.padEnd(8)} ${f.file}`);
+  const bad = report.files.filter((f) => f.status !== 'ok');
+  console.log(
+    bad.length === 0
+      ? `${report.path}: all ${report.files.length} files match run.json`
+      : `${report.path}: ${bad.length} of ${report.files.length} files changed or missing since the run was written`,
+  );
+  if (!report.ok) process.exitCode = EXIT.differs;
+}
+
+export const verifyCommand: CommandModule = {
+  command: 'verify <run>',
+  describe:
+    "Check a run's files against the sha256 hashes in its run.json: exit 0 when unchanged, 3 when not",
+  builder,
+  handler,
+};
