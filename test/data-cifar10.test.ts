@@ -8,15 +8,11 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CIFAR10_URL_ENV,
-  downloadCifar10,
-  loadCifar10,
-  locateCifar10,
-  readCifar10,
-} from '../src/data/cifar10.js';
+import { loadCifar10 } from '../src/data/cifar10/cifar10.js';
+import { downloadCifar10 } from '../src/data/cifar10/fetch.js';
+import { CIFAR10_URL_ENV, locateCifar10, readCifar10 } from '../src/data/cifar10/read.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { NumpyArray, PickleCall, PickleDict, PickleGlobal, readPickle } from '../src/data/pickle.js';
+import { NumpyArray, PickleCall, PickleDict, PickleGlobal, readPickle } from '../src/data/cifar10/pickle.js';
 import { silentProgress } from '../src/reports/progress.js';
 
 const CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];

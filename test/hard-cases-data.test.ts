@@ -20,7 +20,7 @@ import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downloadCifar10 } from '../src/data/cifar10.js';
+import { downloadCifar10 } from '../src/data/cifar10/fetch.js';
 import { createServer, loadModel, type ClassifierModel } from '../src/index.js';
 import { silentProgress } from '../src/reports/progress.js';
 import { manifestChecksum } from '../src/runs/manifest.js';

@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { type RunConfig } from '../config.js';
 import type { Dataset } from './dataset.js';
-import { loadCifar10 } from './cifar10.js';
+import { loadCifar10 } from './cifar10/cifar10.js';
 import { loadImageFolder } from './image-folder.js';
 import { makeSyntheticDataset } from './synthetic.js';
 import type { ProgressFactory } from '../reports/progress.js';

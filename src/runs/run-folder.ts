@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+import { pidAlive } from '../util/fs.js';
 import { assertWritableFolder } from '../util/writable.js';
 import { hasCheckpoint } from './checkpoint.js';
 import {
@@ -53,16 +54,6 @@ export function assertRunIsNew(experimentsFolder: string, experiment: string, ru
     );
   }
   assertWritableFolder(resolve(experimentsFolder, experiment), '--experiments-folder', experimentsFolder);
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The `.<run>.tmp-<pid>-<time>` folders of `run`, oldest first. */
