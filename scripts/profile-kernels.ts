@@ -27,14 +27,11 @@
 //   --native              the native backend: our addon's convolutions and matrix products
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import {
-  registerWasmTrainingKernels,
-  type WasmTrainingKernelOptions,
-} from '../src/backends/wasm-training-kernels.js';
-import { BatchNormNHWC } from '../src/backends/batch-norm.js';
-import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
-import { loadNativeAddon } from '../src/backends/native-kernels.js';
-import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
+import { registerWasmTrainingKernels, type WasmTrainingKernelOptions } from '../src/backends/wasm/kernels.js';
+import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
+import { convGradTuning } from '../src/backends/wasm/conv-grad.js';
+import { loadNativeAddon } from '../src/backends/native/addon.js';
+import { registerThreadedWasmBackend } from '../src/backends/wasm/threads.js';
 
 interface Options {
   models: string[];

@@ -2,8 +2,8 @@
 // stock tfjs formulation (moments + batchNorm) on the cpu backend.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNormNHWC, useBatchNormNHWCForLoadedModels } from '../src/backends/batch-norm.js';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { BatchNormNHWC, useBatchNormNHWCForLoadedModels } from '../src/models/layers/batch-norm.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { compare, runBatchNorm, SHAPE, type Result } from './helpers/batch-norm.js';
 import { randomArray, expectClose, sameBits } from './helpers/numeric.js';
 

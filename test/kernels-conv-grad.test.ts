@@ -1,8 +1,8 @@
 // Conv2D gradients on wasm (with our kernels) against the cpu backend.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { convGradTuning } from '../src/backends/wasm/conv-grad.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { randomArray, expectClose, sameBits, type ConvCase } from './helpers/numeric.js';
 
 type Case = ConvCase;

@@ -1,7 +1,7 @@
 // MaxPoolGrad, BatchMatMul, broadcasting Equal, bias Add and the zero-copy Identity on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { maxAbsDifference, randomArray } from './helpers/numeric.js';
 
 interface PoolCase {

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchNormTraining } from '../src/backends/batch-norm.js';
-import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native-kernels.js';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native/addon.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { expectClose, randomArray, sameBits, type ConvCase as BaseConvCase } from './helpers/numeric.js';
 
 const built = existsSync(NATIVE_ADDON_PATH);

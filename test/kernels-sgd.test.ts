@@ -1,8 +1,8 @@
-// The SGD update as one wasm SIMD call per variable (src/backends/wasm-sgd.ts) gives the same bits
-// as the same update in tfjs ops, alone and over training steps of both models.
+// The SGD update as one wasm SIMD call per variable (the SGD_UPDATE kernel, src/backends/wasm/sgd.ts)
+// gives the same bits as the same update in tfjs ops, alone and over training steps of both models.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { wasmSgdStep } from '../src/backends/wasm-sgd.js';
+import { SGD_UPDATE } from '../src/backends/sgd.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd, type SgdOptions } from '../src/training/sgd.js';
@@ -22,27 +22,45 @@ describe('fused wasm SGD', () => {
   });
 
   for (const settings of SETTINGS) {
-    it(`matches the tfjs-ops update bit for bit (${JSON.stringify(settings)})`, () => {
-      const results = [true, false].map((fused) => {
+    it(`matches the tfjs-ops update bit for bit (${JSON.stringify(settings)})`, async () => {
+      const results: Float32Array[][] = [];
+      for (const fused of [true, false]) {
         // 37 values: the four-wide loop and the one-by-one tail.
         const w = tf.variable(tf.tensor(randomArray(37, 1)));
         const opt = new Sgd([w], settings, fused);
         for (let step = 0; step < 3; step++) {
           const g = tf.tensor(randomArray(37, 10 + step));
-          if (fused) expect(wasmSgdStep([w], [g], opt.state(), settings, 0.05)).toBe(true);
-          else opt.step([g], 0.05);
+          const { kernelNames } = await tf.profile(() => opt.step([g], 0.05));
+          // The fused update is one kernel; the ops update never runs it.
+          if (fused) expect(kernelNames).toEqual([SGD_UPDATE]);
+          else expect(kernelNames).not.toContain(SGD_UPDATE);
           g.dispose();
         }
         const values = Float32Array.from(w.dataSync());
         const momentum = Float32Array.from(opt.state()[0]!.dataSync());
         opt.dispose();
         w.dispose();
-        return [values, momentum];
-      });
+        results.push([values, momentum]);
+      }
       expect(sameBits(results[0]![0]!, results[1]![0]!)).toBe(true);
       expect(sameBits(results[0]![1]!, results[1]![1]!)).toBe(true);
     });
   }
+
+  it('updates a momentum buffer that another tensor shares in a copy, leaving the sharer as it was', () => {
+    const w = tf.variable(tf.tensor(randomArray(37, 1)));
+    const opt = new Sgd([w], SETTINGS[0]!, true);
+    const g = tf.tensor(randomArray(37, 10));
+    opt.step([g], 0.05);
+    // A clone shares the buffer's memory on wasm (Identity): the next update must not write there.
+    const before = opt.state()[0]!.clone();
+    const saved = Float32Array.from(before.dataSync());
+    opt.step([g], 0.05);
+    expect(sameBits(Float32Array.from(before.dataSync()), saved)).toBe(true);
+    expect(sameBits(Float32Array.from(opt.state()[0]!.dataSync()), saved)).toBe(false);
+    tf.dispose([before, g, w]);
+    opt.dispose();
+  });
 
   for (const name of ['net', 'vgg'] as const) {
     it(`trains ${name} to the same weights as the ops update`, async () => {

@@ -3,11 +3,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BatchNormNHWC } from '../src/backends/batch-norm.js';
-import { convGradTuning } from '../src/backends/wasm-conv-grad.js';
-import { maxPoolGradTuning } from '../src/backends/wasm-misc-kernels.js';
-import { registerThreadedWasmBackend } from '../src/backends/wasm-threads.js';
-import { registerWasmTrainingKernels } from '../src/backends/wasm-training-kernels.js';
+import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
+import { convGradTuning } from '../src/backends/wasm/conv-grad.js';
+import { maxPoolGradTuning } from '../src/backends/wasm/max-pool-grad.js';
+import { registerThreadedWasmBackend } from '../src/backends/wasm/threads.js';
+import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { expectClose, randomArray } from './helpers/numeric.js';
 
 /** Gradients of a conv + BatchNormNHWC + relu + pool + dense model, on the current backend. */

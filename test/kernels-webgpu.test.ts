@@ -3,7 +3,7 @@
 // Skipped, saying why, where there is none.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNormNHWC } from '../src/backends/batch-norm.js';
+import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
 import { selectBackend } from '../src/backends/select.js';
 import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
 import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';

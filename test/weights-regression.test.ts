@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { NATIVE_ADDON_PATH } from '../src/backends/native-kernels.js';
+import { NATIVE_ADDON_PATH } from '../src/backends/native/addon.js';
 import { runCli, tempFolder } from './helpers/cli.js';
 
 const RECIPE = [

@@ -5,9 +5,11 @@
 // full-size Sums; on the wasm backend that was most of a VGG training step.
 //
 // On a backend with our fused kernels registered (wasm and webgpu: see
-// wasm-training-kernels.ts and webgpu/kernels.ts) forward and backward are one kernel each;
-// elsewhere the same custom gradient runs as ordinary tf ops.
+// wasm/kernels.ts and webgpu/kernels.ts) forward and backward are one kernel each;
+// elsewhere the same custom gradient runs as ordinary tf ops. The layer that uses it is
+// src/models/layers/batch-norm.ts.
 import * as tf from '@tensorflow/tfjs';
+import { hasKernel } from './registry.js';
 
 /** Forward: inputs {x, gamma, beta}, attrs {epsilon} -> [y, mean, variance]. */
 export const BATCH_NORM_TRAIN = 'ImageClassifierBatchNormTrain';
@@ -26,13 +28,6 @@ export interface BatchNormTrainingResult {
   mean: tf.Tensor1D;
   /** Per-channel biased batch variance, shape [C] (what tf.moments returns). */
   variance: tf.Tensor1D;
-}
-
-function hasKernel(name: string): boolean {
-  // getKernel's typings say it always returns a config; it returns undefined
-  // when none is registered.
-  const k = tf.getKernel(name, tf.getBackend()) as tf.KernelConfig | undefined;
-  return k !== undefined;
 }
 
 function leadingAxes(rank: number): number[] {
@@ -121,110 +116,9 @@ export function batchNormTraining(
   return { y, mean, variance };
 }
 
-// ---------------------------------------------------------------------------
-// A tf.layers layer using it.
-
-type BatchNormLayerArgs = NonNullable<Parameters<typeof tf.layers.batchNormalization>[0]>;
-type StockBatchNormLayer = ReturnType<typeof tf.layers.batchNormalization>;
-type Kwargs = Parameters<StockBatchNormLayer['call']>[1];
-
-/** The fields of tfjs-layers' BatchNormalization we use (private in its typings). */
-interface BatchNormFields {
-  axis: number;
-  momentum: number;
-  epsilon: number;
-  gamma: LayerVariableLike | null | undefined;
-  beta: LayerVariableLike | null | undefined;
-  movingMean: LayerVariableLike;
-  movingVariance: LayerVariableLike;
-}
-interface LayerVariableLike {
-  read(): tf.Tensor;
-  write(value: tf.Tensor): void;
-}
-
-// tfjs-layers does not export the BatchNormalization class itself; take it
-// from the serialization registry (creating an instance would consume a
-// layer name from the global name counter).
-const registered = tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'];
-if (registered === undefined) throw new Error('tf.layers BatchNormalization is not registered');
-// Cast: the registry stores constructors as generic Serializable classes.
-const StockBatchNormalization = registered[0] as unknown as {
-  new (args?: BatchNormLayerArgs): StockBatchNormLayer;
-  className: string;
-  fromConfig<T extends tf.serialization.Serializable>(
-    cls: tf.serialization.SerializableConstructor<T>,
-    config: tf.serialization.ConfigDict,
-  ): T;
-};
-
-/**
- * Drop-in replacement for `tf.layers.batchNormalization` (same arguments,
- * same weights: gamma, beta, moving_mean, moving_variance) whose training
- * step uses `batchNormTraining`. Inference is the stock layer's.
- *
- * It serialises as a plain `BatchNormalization`, so a saved model.json loads
- * with `tf.loadLayersModel` in any program (as the stock layer). To have
- * models loaded in this program use this layer instead (for resumed training),
- * call `useBatchNormNHWCForLoadedModels()` before loading.
- */
-export class BatchNormNHWC extends StockBatchNormalization {
-  static override className = 'BatchNormNHWC';
-
-  constructor(args?: BatchNormLayerArgs) {
-    super(args);
-  }
-
-  /** Saved under the stock class name: loadable without this package. */
-  override getClassName(): string {
-    return 'BatchNormalization';
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
-    // Cast: reach the stock layer's private fields (same object).
-    const self = this as unknown as BatchNormFields;
-    const input = Array.isArray(inputs) ? inputs[0] : inputs;
-    const training = kwargs['training'] === true;
-    if (!training || input === undefined || (self.axis !== -1 && self.axis !== input.rank - 1)) {
-      return super.call(inputs, kwargs);
-    }
-    return tf.tidy(() => {
-      const c = input.shape[input.rank - 1]!;
-      const gamma = (self.gamma?.read() ?? tf.ones([c])) as tf.Tensor1D;
-      const beta = (self.beta?.read() ?? tf.zeros([c])) as tf.Tensor1D;
-      const { y, mean, variance } = batchNormTraining(input, gamma, beta, self.epsilon);
-      // Moving averages exactly as tfjs-layers does them.
-      const decay = 1 - self.momentum;
-      for (const [variable, value] of [
-        [self.movingMean, mean],
-        [self.movingVariance, variance],
-      ] as const) {
-        tf.tidy(() => {
-          const orig = variable.read();
-          variable.write(
-            hasKernel(MOVING_AVERAGE)
-              ? (tf.engine().runKernel(MOVING_AVERAGE, { orig, value }, { decay }) as tf.Tensor)
-              : tf.sub(orig, tf.mul(tf.sub(orig, value), decay)),
-          );
-        });
-      }
-      return y;
-    });
-  }
-}
-tf.serialization.registerClass(BatchNormNHWC);
-
-/** Registered under the stock name by `useBatchNormNHWCForLoadedModels`. */
-class BatchNormNHWCAsStock extends BatchNormNHWC {
-  static override className = 'BatchNormalization';
-}
-
-/**
- * Makes `tf.loadLayersModel` (and `tf.models.modelFromJSON`) in this program
- * build `BatchNormNHWC` layers for saved `BatchNormalization` layers, e.g. to
- * resume training a checkpoint at full speed. Global and irreversible for the
- * process; the layers behave the same, only training is faster.
- */
-export function useBatchNormNHWCForLoadedModels(): void {
-  tf.serialization.registerClass(BatchNormNHWCAsStock);
+/** A moving statistic's next value, orig - (orig - value) * decay: MOVING_AVERAGE where the backend has it. */
+export function movingAverage(orig: tf.Tensor, value: tf.Tensor, decay: number): tf.Tensor {
+  return hasKernel(MOVING_AVERAGE)
+    ? (tf.engine().runKernel(MOVING_AVERAGE, { orig, value }, { decay }) as tf.Tensor)
+    : tf.sub(orig, tf.mul(tf.sub(orig, value), decay));
 }

@@ -8,15 +8,16 @@
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
-import type { NativeKernels } from './native-kernels.js';
-import { vulkanProblem } from './webgpu/vulkan.js';
 import { BackendError } from '../errors.js';
+import { BACKEND_DEVICES, BACKEND_NAMES, type BackendDevice, type BackendName } from './names.js';
+import type { NativeKernels } from './native/addon.js';
+import { vulkanProblem } from './webgpu/vulkan.js';
 
-export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'webgpu' | 'native' | 'wasm' | 'cpu';
+export type { BackendName } from './names.js';
 
 export interface BackendInfo {
   name: BackendName;
-  device: 'cpu' | 'gpu';
+  device: BackendDevice;
   /** Threads the backend's kernels actually use. */
   threads: number;
   /** The package that provides it, with its version. */
@@ -41,13 +42,16 @@ interface GpuAdapter {
   };
 }
 
-interface Candidate {
-  name: BackendName;
-  device: 'cpu' | 'gpu';
+interface Loader {
   /** The tfjs backend it runs on, when not its own name (native runs on tfjs's wasm backend). */
   tfjsName?: string;
   /** Loads and registers the backend with tfjs; throws with the reason when it cannot. */
   load(threads: number, explicit: boolean): Promise<{ package: string; threads: number; adapter?: string }>;
+}
+
+interface Candidate extends Loader {
+  name: BackendName;
+  device: BackendDevice;
 }
 
 /**
@@ -80,25 +84,21 @@ async function loadWasm(
   await import('@tensorflow/tfjs-backend-wasm');
   // tfjs-backend-wasm uses one core in Node; our loader runs its threaded build on all of them
   // (VGG: ~70 -> ~120 img/s on 2 cores). One thread keeps the stock single-threaded build.
-  const { registerThreadedWasmBackend } = await import('./wasm-threads.js');
+  const { registerThreadedWasmBackend } = await import('./wasm/threads.js');
   const used = threads > 1 ? await registerThreadedWasmBackend({ threads }) : 1;
-  const { registerWasmTrainingKernels } = await import('./wasm-training-kernels.js');
+  const { registerWasmTrainingKernels } = await import('./wasm/kernels.js');
   registerWasmTrainingKernels({ native });
   return { package: await packageVersion('@tensorflow/tfjs-backend-wasm'), threads: native?.threads ?? used };
 }
 
-const CANDIDATES: Candidate[] = [
-  {
-    name: 'tensorflow-gpu',
-    device: 'gpu',
+const LOADERS: Record<BackendName, Loader> = {
+  'tensorflow-gpu': {
     async load() {
       await optionalImport('@tensorflow/tfjs-node-gpu');
       return { package: await packageVersion('@tensorflow/tfjs-node-gpu'), threads: availableParallelism() };
     },
   },
-  {
-    name: 'webgpu',
-    device: 'gpu',
+  webgpu: {
     async load(_threads, explicit) {
       // Dawn needs the Vulkan loader, a driver file and the driver's libraries on Linux; without them
       // it prints native warnings to stderr and finds no adapter. Checking first keeps every run's
@@ -134,38 +134,37 @@ const CANDIDATES: Candidate[] = [
       };
     },
   },
-  {
-    name: 'tensorflow',
-    device: 'cpu',
+  tensorflow: {
     async load() {
       await optionalImport('@tensorflow/tfjs-node');
       return { package: await packageVersion('@tensorflow/tfjs-node'), threads: availableParallelism() };
     },
   },
-  {
-    name: 'native',
-    device: 'cpu',
+  native: {
     tfjsName: 'wasm',
     async load(threads) {
-      const { loadNativeAddon } = await import('./native-kernels.js');
+      const { loadNativeAddon } = await import('./native/addon.js');
       const { addon, isa } = loadNativeAddon();
       const wasm = await loadWasm(threads, { addon, threads });
       return { ...wasm, package: `${wasm.package} + native kernels (${isa})` };
     },
   },
-  {
-    name: 'wasm',
-    device: 'cpu',
+  wasm: {
     load: (threads) => loadWasm(threads),
   },
-  {
-    name: 'cpu',
-    device: 'cpu',
+  cpu: {
     async load() {
       return { package: await packageVersion('@tensorflow/tfjs'), threads: 1 };
     },
   },
-];
+};
+
+/** The backends in `auto`'s order of preference. */
+const CANDIDATES: Candidate[] = BACKEND_NAMES.map((name) => ({
+  name,
+  device: BACKEND_DEVICES[name],
+  ...LOADERS[name],
+}));
 
 /**
  * Trains one step of a tiny conv net: a backend that registers but lacks a kernel fails here, not
@@ -209,7 +208,7 @@ function firstLine(error: unknown): string {
 
 export interface BackendReport {
   name: BackendName;
-  device: 'cpu' | 'gpu';
+  device: BackendDevice;
   works: boolean;
   /** What runs it, when it works: package versions (and the native kernels' instruction set), threads. */
   detail?: string;

@@ -3,7 +3,7 @@
 // the PyTorch reference's `vgg`, so throughput and accuracy compare like for like. BatchNorm lets
 // it train at a high learning rate: the fast recipe reaches ~80% on CIFAR-10 in a few epochs.
 import * as tf from '@tensorflow/tfjs';
-import { BatchNormNHWC } from '../backends/batch-norm.js';
+import { BatchNormNHWC } from './layers/batch-norm.js';
 import { layerSeeds, torchBiasInit, torchWeightInit } from './init.js';
 import type { ModelSpec } from './spec.js';
 

@@ -3,14 +3,9 @@
 // Our own rather than tf.train.momentum: that one has no weight decay, and owning the state makes it
 // easy to checkpoint.
 import * as tf from '@tensorflow/tfjs';
-import { wasmSgdStep } from '../backends/wasm-sgd.js';
-import { webgpuSgdStep } from '../backends/webgpu/sgd.js';
+import { fusedSgdStep, type SgdSettings } from '../backends/sgd.js';
 
-export interface SgdOptions {
-  momentum: number;
-  nesterov: boolean;
-  weightDecay: number;
-}
+export type SgdOptions = SgdSettings;
 
 export class Sgd {
   private readonly buffers: tf.Variable[];
@@ -27,10 +22,9 @@ export class Sgd {
 
   /** One update with `grads[i]` the gradient of `variables[i]`. Disposes nothing it was given. */
   step(grads: tf.Tensor[], learningRate: number): void {
-    // The same arithmetic as below: on wasm one SIMD call per variable (src/backends/wasm-sgd.ts), on
-    // webgpu two dispatches per variable (src/backends/webgpu/sgd.ts).
-    const args = [this.variables, grads, this.buffers, this.options, learningRate] as const;
-    if (this.fused && (wasmSgdStep(...args) || webgpuSgdStep(...args))) return;
+    // The same arithmetic as below, as one kernel per variable where the backend has one
+    // (src/backends/sgd.ts: wasm and webgpu).
+    if (this.fused && fusedSgdStep(this.variables, grads, this.buffers, this.options, learningRate)) return;
     const { momentum, nesterov, weightDecay } = this.options;
     tf.tidy(() => {
       const lr = tf.scalar(learningRate);

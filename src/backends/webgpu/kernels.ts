@@ -1,11 +1,13 @@
 // Registers our training kernels for tfjs's 'webgpu' backend (loaded only once
 // @tensorflow/tfjs-backend-webgpu has been imported: see select.ts).
 import * as tf from '@tensorflow/tfjs';
-import { KernelRegistry, type KernelMaker } from '../kernel-registry.js';
-import { RELU_GRAD, registerReluGradient } from '../native-kernels.js';
+import { KernelRegistry, type KernelMaker } from '../registry.js';
+import { RELU_GRAD, registerReluGradient } from '../relu.js';
+import { SGD_UPDATE } from '../sgd.js';
 import { batchNormTrainConfigs } from './batch-norm.js';
 import { conv2DBackpropFilterConfig } from './conv-filter-grad.js';
 import { elementwise, run, type WebGpuBackend } from './program.js';
+import { sgdUpdateConfig } from './sgd.js';
 
 const registry = new KernelRegistry('webgpu');
 
@@ -32,8 +34,8 @@ const reluGradConfig = (): tf.KernelConfig => ({
  * dispatches, with ours:
  * - Conv2DBackpropFilter: tiled, the reduction split over workgroups and summed in a fixed order
  *   (NHWC float32; anything else goes to the stock kernel);
- * - the fused batch-norm training passes (src/backends/batch-norm.ts) and ReLU's gradient.
- * (The SGD step is src/backends/webgpu/sgd.ts, called by the optimiser.)
+ * - the fused batch-norm training passes (src/backends/batch-norm.ts), ReLU's gradient and the SGD
+ *   update (src/backends/sgd.ts).
  *
  * Idempotent. `keepStock` names kernels to leave as (or restore to) tfjs's, for comparisons.
  */
@@ -45,6 +47,7 @@ export function registerWebGpuTrainingKernels(options: { keepStock?: string[] } 
       () => conv2DBackpropFilterConfig(registry.stockKernel(tf.Conv2DBackpropFilter)),
     ],
     [RELU_GRAD, reluGradConfig],
+    [SGD_UPDATE, sgdUpdateConfig],
     ...batchNormTrainConfigs().map((c): KernelMaker => [c.kernelName, () => c]),
   ];
   registry.apply(kernels, options.keepStock);

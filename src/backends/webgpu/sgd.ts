@@ -1,9 +1,9 @@
-// The SGD update on WebGPU as two dispatches per variable (momentum buffer, then weights) instead
-// of ~8 tfjs ops, each its own dispatch and full pass. The same float32 operations in the same order
-// as the ops in src/training/sgd.ts. The learning rate is a uniform (it changes every step; a
+// The SGD_UPDATE kernel (../sgd.ts) on WebGPU: two dispatches per variable (momentum buffer, then
+// weights) instead of ~8 tfjs ops, each its own dispatch and full pass. The same float32 operations in
+// the same order as the ops in src/training/sgd.ts. The learning rate is a uniform (it changes every step; a
 // constant would compile a shader per value); momentum, weight decay and Nesterov are constants.
 import * as tf from '@tensorflow/tfjs';
-import type { FusedSgdStep } from '../wasm-sgd.js';
+import { SGD_UPDATE, type SgdUpdateAttrs } from '../sgd.js';
 import { elementwise, run, type WebGpuBackend } from './program.js';
 
 function f32(value: number): string {
@@ -12,62 +12,59 @@ function f32(value: number): string {
   return s.includes('.') || s.includes('e') ? s : `${s}.0`;
 }
 
-/**
- * Updates `variables` and the momentum `buffers` (both by assigning new tensors) when the active
- * backend is webgpu; returns false (and changes nothing) otherwise.
- */
-export const webgpuSgdStep: FusedSgdStep = (variables, grads, buffers, settings, learningRate) => {
-  if (tf.getBackend() !== 'webgpu') return false;
-  if ([...variables, ...grads, ...buffers].some((t) => t.dtype !== 'float32')) return false;
-  const backend = tf.backend() as unknown as WebGpuBackend;
-  const { momentum, nesterov, weightDecay } = settings;
+/** One variable's update: [new weights] with momentum 0, else [new weights, new momentum buffer]. */
+function sgdUpdate(
+  backend: WebGpuBackend,
+  { w, g, buffer }: { w: tf.TensorInfo; g: tf.TensorInfo; buffer: tf.TensorInfo },
+  { learningRate, momentum, nesterov, weightDecay }: SgdUpdateAttrs,
+): tf.TensorInfo[] {
   const decayed = weightDecay > 0 ? `g[i] + w[i] * ${f32(weightDecay)}` : 'g[i]';
   const key = `${f32(momentum)}_${nesterov}_${f32(weightDecay)}`;
   const lr = [{ type: 'float32' as const, data: [learningRate] }];
-  const assign = (target: tf.Variable, info: tf.TensorInfo) => {
-    const t = tf.engine().makeTensorFromTensorInfo(info);
-    target.assign(t);
-    t.dispose();
-  };
-  for (let i = 0; i < variables.length; i++) {
-    const w = variables[i]!;
-    const g = grads[i]!;
-    if (momentum === 0) {
-      const next = elementwise(
-        backend,
-        `sgd_w0_${key}`,
-        w.shape,
-        ['w', 'g'],
-        `result[i] = w[i] - (${decayed}) * uniforms.lr;`,
-        'lr : f32,',
-      );
-      assign(w, run(backend, next, [w, g], lr));
-      continue;
-    }
-    const buffer = buffers[i]!;
-    // A shader binds only what it reads (tfjs's pipelines derive their layout from it).
-    const decayInputs = weightDecay > 0 ? { w, g } : { g };
-    const bufferProgram = elementwise(
+  if (momentum === 0) {
+    const next = elementwise(
       backend,
-      `sgd_m_${key}`,
+      `sgd_w0_${key}`,
       w.shape,
-      [...Object.keys(decayInputs), 'buffer'],
-      `result[i] = buffer[i] * ${f32(momentum)} + (${decayed});`,
-    );
-    const newBuffer = run(backend, bufferProgram, [...Object.values(decayInputs), buffer]);
-    const weightInputs = nesterov ? { w, g, buffer: newBuffer } : { w, buffer: newBuffer };
-    const update = nesterov ? `(${decayed}) + buffer[i] * ${f32(momentum)}` : 'buffer[i]';
-    const weightsProgram = elementwise(
-      backend,
-      `sgd_w_${key}`,
-      w.shape,
-      Object.keys(weightInputs),
-      `result[i] = w[i] - (${update}) * uniforms.lr;`,
+      ['w', 'g'],
+      `result[i] = w[i] - (${decayed}) * uniforms.lr;`,
       'lr : f32,',
     );
-    const newWeights = run(backend, weightsProgram, Object.values(weightInputs), lr);
-    assign(buffer, newBuffer);
-    assign(w, newWeights);
+    return [run(backend, next, [w, g], lr)];
   }
-  return true;
-};
+  // A shader binds only what it reads (tfjs's pipelines derive their layout from it).
+  const decayInputs = weightDecay > 0 ? { w, g } : { g };
+  const bufferProgram = elementwise(
+    backend,
+    `sgd_m_${key}`,
+    w.shape,
+    [...Object.keys(decayInputs), 'buffer'],
+    `result[i] = buffer[i] * ${f32(momentum)} + (${decayed});`,
+  );
+  const newBuffer = run(backend, bufferProgram, [...Object.values(decayInputs), buffer]);
+  const weightInputs = nesterov ? { w, g, buffer: newBuffer } : { w, buffer: newBuffer };
+  const update = nesterov ? `(${decayed}) + buffer[i] * ${f32(momentum)}` : 'buffer[i]';
+  const weightsProgram = elementwise(
+    backend,
+    `sgd_w_${key}`,
+    w.shape,
+    Object.keys(weightInputs),
+    `result[i] = w[i] - (${update}) * uniforms.lr;`,
+    'lr : f32,',
+  );
+  return [run(backend, weightsProgram, Object.values(weightInputs), lr), newBuffer];
+}
+
+export function sgdUpdateConfig(): tf.KernelConfig {
+  return {
+    kernelName: SGD_UPDATE,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      sgdUpdate(
+        backend as unknown as WebGpuBackend,
+        inputs as { w: tf.TensorInfo; g: tf.TensorInfo; buffer: tf.TensorInfo },
+        // Cast: tfjs passes attrs as a generic map; these are the attrs fusedSgdStep sets.
+        attrs as unknown as SgdUpdateAttrs,
+      ),
+  };
+}

@@ -1,21 +1,23 @@
 // Registers the kernels that training needs on the tfjs wasm backend but that
-// tfjs-backend-wasm 4.22 lacks (Conv2DBackpropFilter) or runs slowly.
+// tfjs-backend-wasm 4.22 lacks (Conv2DBackpropFilter) or runs slowly, one file
+// each in this folder; with the native addon, its kernels (../native/) over them.
 import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
-import { KernelRegistry, type KernelMaker } from './kernel-registry.js';
-import { nativeKernelConfigs, registerReluGradient, type NativeKernels } from './native-kernels.js';
-import { batchNormTrainConfigs } from './wasm-batch-norm.js';
-import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './wasm-conv-grad.js';
-import {
-  addConfig,
-  batchMatMulConfig,
-  castConfig,
-  equalConfig,
-  identityConfig,
-  maxPoolGradConfig,
-} from './wasm-misc-kernels.js';
+import type { NativeKernels } from '../native/addon.js';
+import { nativeKernelConfigs } from '../native/kernels.js';
+import { KernelRegistry, type KernelMaker } from '../registry.js';
+import { registerReluGradient } from '../relu.js';
+import { SGD_UPDATE } from '../sgd.js';
+import { addConfig } from './add.js';
+import { batchNormTrainConfigs } from './batch-norm.js';
+import { conv2DBackpropFilterConfig, conv2DBackpropInputConfig } from './conv-grad.js';
+import { equalConfig } from './equal.js';
+import { castConfig, identityConfig } from './identity.js';
+import { batchMatMulConfig } from './mat-mul.js';
+import { maxPoolGradConfig } from './max-pool-grad.js';
+import { sgdUpdateConfig } from './sgd.js';
 
 export interface WasmTrainingKernelOptions {
   /**
@@ -43,8 +45,8 @@ const stockKernel = (name: string): tf.KernelConfig | undefined => registry.stoc
  *   BatchMatMul with transposes (XNNPACK instead of scalar loops) and Equal
  *   with a broadcast operand (contiguous runs instead of per-element indices),
  *   Add of a per-channel bias (SIMD instead of a scalar broadcasting loop).
- * - The fused training batch-norm kernels used by `batchNormTraining` /
- *   `BatchNormNHWC` (src/backends/batch-norm.ts).
+ * - The fused training batch-norm kernels used by `batchNormTraining`
+ *   (src/backends/batch-norm.ts) and the SGD update (src/backends/sgd.ts).
  *
  * Idempotent; may be called before or after `tf.setBackend('wasm')` (none of
  * our kernels needs a setup step). `options.keepStock` is for comparisons.
@@ -59,7 +61,8 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     [tf.BatchMatMul, () => batchMatMulConfig(stockKernel(tf.BatchMatMul))],
     [tf.Equal, () => equalConfig(stockKernel(tf.Equal))],
     [tf.Add, () => addConfig(stockKernel(tf.Add))],
-    ...batchNormTrainConfigs(options.native).map((c): KernelMaker => [c.kernelName, () => c]),
+    ...batchNormTrainConfigs().map((c): KernelMaker => [c.kernelName, () => c]),
+    [SGD_UPDATE, sgdUpdateConfig],
   ];
   if (options.native !== undefined) {
     const wasmMakers = new Map(kernels);
@@ -69,9 +72,8 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
       if (!wasmConfigs.has(name)) wasmConfigs.set(name, wasmMakers.get(name)?.() ?? stockKernel(name));
       return wasmConfigs.get(name);
     };
-    const { addon, threads } = options.native;
     registerReluGradient();
-    for (const config of nativeKernelConfigs(addon, threads, fallback)) {
+    for (const config of nativeKernelConfigs(options.native, fallback)) {
       const at = kernels.findIndex(([name]) => name === config.kernelName);
       const entry: KernelMaker = [config.kernelName, () => config];
       if (at >= 0) kernels[at] = entry;

@@ -5,6 +5,20 @@ import * as tf from '@tensorflow/tfjs';
 
 export type KernelMaker = [kernelName: string, make: () => tf.KernelConfig];
 
+/** The kernel registered for `kernelName` on `backendName`, if any. */
+function registered(kernelName: string, backendName: string): tf.KernelConfig | undefined {
+  // getKernel's typings say it always returns a config; it returns undefined when none is registered.
+  return tf.getKernel(kernelName, backendName) as tf.KernelConfig | undefined;
+}
+
+/**
+ * Whether the active backend has a kernel for `kernelName`: our fused ops (batch norm, ReLU's
+ * gradient, SGD) run theirs where it does and the same arithmetic as tfjs ops elsewhere.
+ */
+export function hasKernel(kernelName: string): boolean {
+  return registered(kernelName, tf.getBackend()) !== undefined;
+}
+
 export class KernelRegistry {
   /** The stock kernels we replaced, by kernel name (undefined: there was none). */
   private readonly stock = new Map<string, tf.KernelConfig | undefined>();
@@ -14,8 +28,7 @@ export class KernelRegistry {
   constructor(readonly backendName: string) {}
 
   private current(kernelName: string): tf.KernelConfig | undefined {
-    // getKernel's typings say it always returns a config; it returns undefined when none is registered.
-    return tf.getKernel(kernelName, this.backendName) as tf.KernelConfig | undefined;
+    return registered(kernelName, this.backendName);
   }
 
   /** The backend's own kernel for `kernelName`, whether or not ours replaces it now. */

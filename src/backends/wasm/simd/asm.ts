@@ -171,6 +171,53 @@ export interface FuncDef {
   body: Code;
 }
 
+/** The locals of a function being defined: each one declared where its index is handed out. */
+export class Locals {
+  /** Their types, in index order: the function's local declarations. */
+  readonly types: ValType[] = [];
+
+  /** `first`: the first index after the parameters. */
+  constructor(private readonly first: number) {}
+
+  /** A new local of `type`; its index. */
+  add(type: ValType): number {
+    this.types.push(type);
+    return this.first + this.types.length - 1;
+  }
+
+  /** New locals of `type`, indexed in the order named. */
+  named<K extends string>(type: ValType, ...names: K[]): Record<K, number> {
+    // Cast: every name gets its entry below.
+    const out = {} as Record<K, number>;
+    for (const name of names) out[name] = this.add(type);
+    return out;
+  }
+}
+
+/** Parameters (or locals) of one type, for `func`'s parameter list: `{ ...ofType('i32', 'x', 'n') }`. */
+export function ofType<K extends string>(type: ValType, ...names: K[]): Record<K, ValType> {
+  return Object.fromEntries(names.map((n) => [n, type])) as Record<K, ValType>;
+}
+
+/**
+ * A function with named parameters and locals: the parameters take indices 0.. in the order of
+ * `params` (its keys' order), and `build` declares its locals through `locals` as it names them, so
+ * the declarations and the indices the body uses cannot disagree.
+ */
+export function func<P extends Record<string, ValType>>(
+  name: string,
+  params: P,
+  build: (p: Record<keyof P, number>, locals: Locals) => Code,
+): FuncDef {
+  const keys = Object.keys(params) as Array<keyof P>;
+  // Cast: every parameter gets its index below.
+  const indices = {} as Record<keyof P, number>;
+  keys.forEach((k, i) => (indices[k] = i));
+  const locals = new Locals(keys.length);
+  const body = build(indices, locals);
+  return { name, params: keys.map((k) => params[k]), locals: locals.types, body };
+}
+
 /**
  * A module importing `env.memory` and exporting the given functions. A shared
  * memory (threaded builds) must be imported as shared, with a maximum no

@@ -4,7 +4,7 @@
 //   strides > 1, with the rotated filter) on the backend's compiled XNNPACK
 //   convolution.
 // - Conv2DBackpropFilter as our WebAssembly SIMD loop straight over x and dy
-//   (./wasm-simd-kernels.ts); as XNNPACK forward convolutions of re-laid-out
+//   (./simd/conv-filter-grad.ts); as XNNPACK forward convolutions of re-laid-out
 //   tensors where WebAssembly SIMD is unavailable (also kept for comparison;
 //   about 2x slower on VGG shapes: XNNPACK must pack dy as a filter and its
 //   GEMM loops suit a small filter, not a huge one).
@@ -23,106 +23,10 @@ import {
   wasmConv2D,
   wasmId,
   type WasmBackend,
-} from './wasm-internals.js';
-import { simdKernels, type SimdKernels } from './wasm-simd-kernels.js';
-import { kernelPool } from './wasm-workers.js';
-
-type Conv2DBackpropFilterAttrs = tf.Conv2DBackpropFilterAttrs;
-type Conv2DBackpropInputAttrs = tf.Conv2DBackpropInputAttrs;
-
-export interface ConvGeometry {
-  batch: number;
-  inH: number;
-  inW: number;
-  inC: number;
-  kH: number;
-  kW: number;
-  outH: number;
-  outW: number;
-  outC: number;
-  sH: number;
-  sW: number;
-  padTop: number;
-  padLeft: number;
-}
-
-export function geometry(
-  inputShape: [number, number, number, number],
-  filterShape: [number, number, number, number],
-  strides: [number, number] | number,
-  pad: Conv2DBackpropFilterAttrs['pad'],
-  dimRoundingMode: Conv2DBackpropFilterAttrs['dimRoundingMode'],
-  dataFormat: 'NHWC' | 'NCHW',
-): ConvGeometry {
-  if (dataFormat !== 'NHWC') {
-    throw new Error(`image-classifier wasm conv gradients support NHWC only, got ${dataFormat}`);
-  }
-  const info = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    'channelsLast',
-  );
-  return {
-    batch: info.batchSize,
-    inH: info.inHeight,
-    inW: info.inWidth,
-    inC: info.inChannels,
-    kH: info.filterHeight,
-    kW: info.filterWidth,
-    outH: info.outHeight,
-    outW: info.outWidth,
-    outC: info.outChannels,
-    sH: info.strideHeight,
-    sW: info.strideWidth,
-    padTop: info.padInfo.top,
-    padLeft: info.padInfo.left,
-  };
-}
-
-/** Conv2DBackpropFilter's inputs and geometry (shared with the native backend's kernel). */
-export function backpropFilterArgs(params: Parameters<tf.KernelFunc>[0]): {
-  x: tf.TensorInfo;
-  dy: tf.TensorInfo;
-  g: ConvGeometry;
-} {
-  const { x, dy } = params.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
-  const a = params.attrs as unknown as Conv2DBackpropFilterAttrs;
-  const g = geometry(
-    x.shape as [number, number, number, number],
-    a.filterShape,
-    a.strides,
-    a.pad,
-    a.dimRoundingMode,
-    a.dataFormat,
-  );
-  return { x, dy, g };
-}
-
-/** Conv2DBackpropInput's inputs and geometry (shared with the native backend's kernel). */
-export function backpropInputArgs(params: Parameters<tf.KernelFunc>[0]): {
-  dy: tf.TensorInfo;
-  filter: tf.TensorInfo;
-  g: ConvGeometry;
-} {
-  const { dy, filter } = params.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  // Cast: tfjs passes attrs as a generic map; these are the op's attrs.
-  const a = params.attrs as unknown as Conv2DBackpropInputAttrs;
-  const g = geometry(
-    a.inputShape,
-    filter.shape as [number, number, number, number],
-    a.strides,
-    a.pad,
-    a.dimRoundingMode,
-    a.dataFormat,
-  );
-  return { dy, filter, g };
-}
+} from './internals.js';
+import { backpropFilterArgs, backpropInputArgs, type ConvGeometry } from './geometry.js';
+import { simdKernels, type SimdKernels } from './simd/module.js';
+import { kernelPool } from './workers.js';
 
 /**
  * dW[kh,kw,c,f] = sum_{n,oh,ow} x[n, oh*sH+kh-pT, ow*sW+kw-pL, c] * dy[n,oh,ow,f]

@@ -15,7 +15,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import { setKernelThreads } from './wasm-workers.js';
+import { setKernelThreads } from './workers.js';
 
 export interface ThreadedWasmOptions {
   /** Threads for XNNPACK's pool (default: all logical cores, at most 8). */
@@ -98,7 +98,7 @@ export async function registerThreadedWasmBackend(options: ThreadedWasmOptions =
       return {};
     },
   });
-  // Where our SIMD kernels find the heap (see heapMemory in wasm-internals).
+  // Where our SIMD kernels find the heap (see heapMemory in internals.ts).
   module.wasmMemory = memory;
   // The bridge tfjs's own loader sets up on the module.
   module.tfjs = {

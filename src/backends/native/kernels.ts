@@ -1,7 +1,6 @@
 // The `native` backend's kernels: convolutions, matrix products, batch norm's
 // training passes, ReLU and max pooling computed by our optional Node-API addon
-// (native/, built by node-gyp at install time where a C compiler and Node's
-// headers exist) with AVX2 or AVX-512 on all cores, straight on the tfjs wasm
+// (./addon.ts) with AVX2 or AVX-512 on all cores, straight on the tfjs wasm
 // backend's heap. Every other kernel is the wasm backend's. Convolutions,
 // measured on VGG shapes (2 cores): 165-205
 // GFLOP/s against ~35 for the wasm path (128-bit SIMD without FMA), because
@@ -10,114 +9,18 @@
 // Results are deterministic (one fused multiply-add chain per output element,
 // threads split outputs) and identical between AVX2 and AVX-512, but not the
 // wasm backend's bits: runs record the backend, and `reproduce` compares it.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { backpropFilterArgs, backpropInputArgs, geometry, type ConvGeometry } from './wasm-conv-grad.js';
-import { pool2DInfo } from './wasm-misc-kernels.js';
+import { RELU_GRAD } from '../relu.js';
+import { batchNormTrainConfigs, type BatchNormPasses } from '../wasm/batch-norm.js';
 import {
-  allocF32,
-  asWasmBackend,
-  heapMemory,
-  heapOffset,
-  stockCaller,
-  type WasmBackend,
-} from './wasm-internals.js';
-
-/** The addon's functions (native/addon.c); offsets are byte offsets into `heap`. */
-export interface NativeAddon {
-  isa(): number;
-  useIsa(isa: number): number;
-  convForward(heap: Uint8Array, ...args: number[]): void;
-  convBackpropInput(heap: Uint8Array, ...args: number[]): void;
-  convBackpropFilter(heap: Uint8Array, ...args: number[]): void;
-  matMul(heap: Uint8Array, ...args: number[]): void;
-  bnStats(heap: Uint8Array, ...args: number[]): void;
-  bnApply(heap: Uint8Array, ...args: number[]): void;
-  bnGradStats(heap: Uint8Array, ...args: number[]): void;
-  bnGradApply(heap: Uint8Array, ...args: number[]): void;
-  relu(heap: Uint8Array, ...args: number[]): void;
-  reluGrad(heap: Uint8Array, ...args: number[]): void;
-  maxPool(heap: Uint8Array, ...args: number[]): void;
-  maxPoolGrad(heap: Uint8Array, ...args: number[]): void;
-}
-
-/** dx = dy * (x > 0 ? 1 : 0) in one pass: the native backend's ReLU gradient. */
-export const RELU_GRAD = 'ImageClassifierReluGrad';
-
-/**
- * Relu's gradient through RELU_GRAD where the backend has it, else tfjs's own formula
- * (Step, Cast, Multiply: two more passes over the activations). Same values either way;
- * gradients are registered for every backend, hence the check.
- */
-export function registerReluGradient(): void {
-  tf.registerGradient({
-    kernelName: tf.Relu,
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved) => {
-      const [x] = saved as [tf.Tensor];
-      const dyT = dy as tf.Tensor;
-      return {
-        x: () =>
-          tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined
-            ? (tf.engine().runKernel(RELU_GRAD, { dy: dyT, x }) as tf.Tensor)
-            : tf.mul(dyT, tf.cast(tf.step(x), 'float32')),
-      };
-    },
-  });
-}
-
-/** The addon and the threads its kernels may use: what the wasm kernels take to run natively. */
-export interface NativeKernels {
-  addon: NativeAddon;
-  threads: number;
-}
-
-export const NATIVE_ADDON_PATH = fileURLToPath(
-  new URL('../../build/Release/image_classifier_native.node', import.meta.url),
-);
-
-const ISA_NAMES = ['none', 'avx2', 'avx512'] as const;
-export type NativeIsa = (typeof ISA_NAMES)[number];
-
-let loaded: NativeAddon | undefined;
-
-/**
- * Loads the addon (once) and names the instruction set its kernels use; throws
- * with the reason it cannot be used (not built, no AVX2/FMA). The addon's
- * `useIsa` restricts the instruction set (tests compare the two builds).
- */
-export function loadNativeAddon(): { addon: NativeAddon; isa: NativeIsa } {
-  if (loaded === undefined) {
-    if (!existsSync(NATIVE_ADDON_PATH)) {
-      throw new Error(
-        'native addon not built (needs a C compiler and Node headers: npm rebuild image-classifier)',
-      );
-    }
-    // OpenMP's threads otherwise spin for a while after each kernel, taking the
-    // cores from the wasm backend's threads that run the next (non-native) kernel.
-    process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
-    const require = createRequire(import.meta.url);
-    // Cast: a Node-API module's exports are untyped; native/addon.c defines them.
-    loaded = require(NATIVE_ADDON_PATH) as NativeAddon;
-  }
-  const isa = ISA_NAMES[loaded.isa()] ?? 'none';
-  if (isa === 'none') throw new Error('this CPU has neither AVX2 with FMA nor AVX-512');
-  return { addon: loaded, isa };
-}
-
-// A view over the whole heap, per heap buffer (a grown heap is a new buffer).
-const heapViews = new WeakMap<ArrayBufferLike, Uint8Array>();
-export function heapBytes(backend: WasmBackend): Uint8Array {
-  const buffer = heapMemory(backend)?.buffer ?? backend.wasm.HEAPF32.buffer;
-  let view = heapViews.get(buffer);
-  if (view === undefined) {
-    view = new Uint8Array(buffer);
-    heapViews.set(buffer, view);
-  }
-  return view;
-}
+  backpropFilterArgs,
+  backpropInputArgs,
+  convGeometry,
+  pool2DInfo,
+  type ConvGeometry,
+} from '../wasm/geometry.js';
+import { allocF32, asWasmBackend, heapOffset, stockCaller, type WasmBackend } from '../wasm/internals.js';
+import { heapBytes, type NativeAddon, type NativeKernels, type PoolGeometry } from './addon.js';
 
 const size = (t: tf.TensorInfo): number => t.shape.reduce((a, b) => a * b, 1);
 const isF32 = (...ts: Array<tf.TensorInfo | undefined>): boolean =>
@@ -126,7 +29,11 @@ const sameDims = (d: number | [number, number] | undefined): boolean =>
   d === undefined || (Array.isArray(d) ? d[0] === 1 && d[1] === 1 : d === 1);
 
 /** A convolution input's arguments to the addon: its heap offset, then its NHWC shape. */
-const inputArgs = (wb: WasmBackend, x: tf.TensorInfo, g: ConvGeometry): number[] => [
+const inputArgs = (
+  wb: WasmBackend,
+  x: tf.TensorInfo,
+  g: ConvGeometry,
+): [x: number, n: number, h: number, w: number, c: number] => [
   heapOffset(wb, x),
   g.batch,
   g.inH,
@@ -140,11 +47,11 @@ const inputArgs = (wb: WasmBackend, x: tf.TensorInfo, g: ConvGeometry): number[]
  */
 const POOL_MIN_CHANNELS = 16;
 
-/** A max pooling's geometry as the addon takes it (n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow). */
+/** A max pooling's geometry as the addon takes it, and its output's shape. */
 function poolArgs(
   x: tf.TensorInfo,
   a: Pick<tf.MaxPoolAttrs, 'filterSize' | 'strides' | 'pad' | 'dimRoundingMode'>,
-): { args: number[]; outShape: number[] } {
+): { args: PoolGeometry; outShape: number[] } {
   const info = pool2DInfo(x, a);
   return {
     args: [
@@ -167,15 +74,22 @@ function poolArgs(
 
 type Fallbacks = (kernelName: string) => tf.KernelConfig | undefined;
 
+/** Batch norm's full-size passes on the addon: all cores, any channel count. */
+function nativePasses(backend: WasmBackend, { addon, threads }: NativeKernels): BatchNormPasses {
+  return {
+    bnStats: (...args) => addon.bnStats(heapBytes(backend), ...args, threads),
+    bnApply: (...args) => addon.bnApply(heapBytes(backend), ...args, threads),
+    bnGradStats: (...args) => addon.bnGradStats(heapBytes(backend), ...args, threads),
+    bnGradApply: (...args) => addon.bnGradApply(heapBytes(backend), ...args, threads),
+  };
+}
+
 /**
  * Kernel configs for the wasm backend that run on the addon and hand every case
  * they do not cover to `fallback(kernelName)` (our wasm kernel or the stock one).
  */
-export function nativeKernelConfigs(
-  addon: NativeAddon,
-  threads: number,
-  fallback: Fallbacks,
-): tf.KernelConfig[] {
+export function nativeKernelConfigs(native: NativeKernels, fallback: Fallbacks): tf.KernelConfig[] {
+  const { addon, threads } = native;
   const config = (
     kernelName: string,
     run: (params: Parameters<tf.KernelFunc>[0], wb: WasmBackend) => tf.TensorInfo | null,
@@ -203,7 +117,7 @@ export function nativeKernelConfigs(
       !isF32(x, filter, bias)
     )
       return null;
-    const g = geometry(
+    const g = convGeometry(
       x.shape as [number, number, number, number],
       filter.shape as [number, number, number, number],
       a.strides,
@@ -346,6 +260,8 @@ export function nativeKernelConfigs(
     }),
     config(tf.BatchMatMul, (params, wb) => matMul(addon, threads, params, wb)),
     config(tf._FusedMatMul, (params, wb) => matMul(addon, threads, params, wb)),
+    // Our wasm batch-norm kernels with the addon's passes.
+    ...batchNormTrainConfigs((backend) => nativePasses(backend, native)),
   ];
 }
 

@@ -3,10 +3,11 @@
 // float64 accumulators in a fixed order (deterministic, and no materialised
 // broadcasts: the stock gradient of moments + batchNorm Tiles the per-channel
 // statistics to the full activation size and runs several big Sums). The
-// full-size passes run as WebAssembly SIMD loops (./wasm-simd-kernels.ts)
-// when the channel count is a multiple of 4, else as JS loops.
+// full-size passes run as WebAssembly SIMD loops (./simd/batch-norm.ts)
+// when the channel count is a multiple of 4 (the native backend: the addon's
+// passes, any count), else as JS loops.
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from './batch-norm.js';
+import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD } from '../batch-norm.js';
 import {
   allocF32,
   asWasmBackend,
@@ -15,9 +16,9 @@ import {
   heapMemory,
   heapOffset,
   type WasmBackend,
-} from './wasm-internals.js';
-import { heapBytes, type NativeKernels } from './native-kernels.js';
-import { simdKernels, type SimdKernels } from './wasm-simd-kernels.js';
+} from './internals.js';
+import type { BatchNormSimd } from './simd/batch-norm.js';
+import { simdKernels } from './simd/module.js';
 
 /** What tfjs passes a kernel function. */
 type KernelParams = Parameters<tf.KernelFunc>[0];
@@ -50,25 +51,15 @@ function moments(xs: Float32Array, rows: number, c: number): { mean: Float64Arra
   return { mean, variance };
 }
 
-/** The four passes, on heap offsets, from our wasm SIMD module or the native addon. */
-type BnPasses = Pick<SimdKernels, 'bnStats' | 'bnApply' | 'bnGradStats' | 'bnGradApply'>;
+/** The four full-size passes on heap offsets: our SIMD loops' or the native addon's (the same signatures). */
+export type BatchNormPasses = BatchNormSimd;
 
-/** The native addon's passes (the `native` backend): all cores, any channel count. */
-function nativePasses(backend: WasmBackend, native: NativeKernels): BnPasses {
-  const { addon, threads } = native;
-  return {
-    bnStats: (...args) => addon.bnStats(heapBytes(backend), ...args, threads),
-    bnApply: (...args) => addon.bnApply(heapBytes(backend), ...args, threads),
-    bnGradStats: (...args) => addon.bnGradStats(heapBytes(backend), ...args, threads),
-    bnGradApply: (...args) => addon.bnGradApply(heapBytes(backend), ...args, threads),
-  };
-}
+/** The passes that apply to a backend and channel count; null: the JS loops below. */
+export type BatchNormPassesFor = (backend: WasmBackend, c: number) => BatchNormPasses | null;
 
-/** The SIMD passes for this backend when they apply to `c` channels. */
-function simdFor(backend: WasmBackend, c: number, native: NativeKernels | undefined): BnPasses | null {
-  if (native !== undefined) return nativePasses(backend, native);
-  return c % 4 === 0 ? simdKernels(heapMemory(backend)) : null;
-}
+/** Our SIMD loops, for channel counts a multiple of 4. */
+const simdPasses: BatchNormPassesFor = (backend, c) =>
+  c % 4 === 0 ? simdKernels(heapMemory(backend)) : null;
 
 /** Per-channel float64 sums from a SIMD kernel: runs `fill` on zeroed heap accumulators. */
 function heapSums(
@@ -107,7 +98,7 @@ function withHeapVectors(backend: WasmBackend, vectors: Float32Array[], use: (pt
   }
 }
 
-function batchNormTrain(params: KernelParams, native?: NativeKernels): tf.TensorInfo[] {
+function batchNormTrain(params: KernelParams, passesFor: BatchNormPassesFor): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { x, gamma, beta } = params.inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
   // Cast: tfjs passes attrs as a generic map; these are the attrs we set.
@@ -116,15 +107,15 @@ function batchNormTrain(params: KernelParams, native?: NativeKernels): tf.Tensor
   const y = allocF32(backend, x.shape);
   const meanOut = allocF32(backend, [c]);
   const varOut = allocF32(backend, [c]);
-  const simd = simdFor(backend, c, native);
+  const passes = passesFor(backend, c);
 
   let mean: Float64Array;
   let variance: Float64Array;
-  if (simd !== null) {
+  if (passes !== null) {
     // One pass: float64 sums of x and x^2 (exact products of float32 values);
     // the E[x^2] - E[x]^2 cancellation only matters for |mean| > ~1e6 std.
     const [sum, sumSq] = heapSums(backend, c, (s1, s2) =>
-      simd.bnStats(heapOffset(backend, x), rows, c, s1, s2),
+      passes.bnStats(heapOffset(backend, x), rows, c, s1, s2),
     );
     mean = new Float64Array(c);
     variance = new Float64Array(c);
@@ -146,9 +137,9 @@ function batchNormTrain(params: KernelParams, native?: NativeKernels): tf.Tensor
     scale[j] = s;
     shift[j] = b[j]! - mean[j]! * s;
   }
-  if (simd !== null) {
+  if (passes !== null) {
     withHeapVectors(backend, [scale, shift], ([sp, hp]) =>
-      simd.bnApply(heapOffset(backend, x), heapOffset(backend, y), rows, c, sp!, hp!),
+      passes.bnApply(heapOffset(backend, x), heapOffset(backend, y), rows, c, sp!, hp!),
     );
   } else {
     const xs = f32View(backend, x);
@@ -162,7 +153,7 @@ function batchNormTrain(params: KernelParams, native?: NativeKernels): tf.Tensor
   return [y, meanOut, varOut];
 }
 
-function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.TensorInfo[] {
+function batchNormTrainGrad(params: KernelParams, passesFor: BatchNormPassesFor): tf.TensorInfo[] {
   const backend = asWasmBackend(params.backend);
   const { dy, x, gamma, mean, variance } = params.inputs as {
     dy: tf.TensorInfo;
@@ -177,7 +168,7 @@ function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.Te
   const dx = allocF32(backend, x.shape);
   const dgammaOut = allocF32(backend, [c]);
   const dbetaOut = allocF32(backend, [c]);
-  const simd = simdFor(backend, c, native);
+  const passes = passesFor(backend, c);
 
   const g = Float32Array.from(f32View(backend, gamma));
   const mu = Float32Array.from(f32View(backend, mean));
@@ -188,9 +179,9 @@ function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.Te
   // sum(dy) and sum(dy * (x - mean)) per channel.
   let sumDy: Float64Array;
   let sumDyXc: Float64Array;
-  if (simd !== null) {
+  if (passes !== null) {
     [sumDy, sumDyXc] = heapSums(backend, c, (s1, s2) =>
-      simd.bnGradStats(
+      passes.bnGradStats(
         heapOffset(backend, dy),
         heapOffset(backend, x),
         heapOffset(backend, mean),
@@ -230,9 +221,9 @@ function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.Te
     dgamma[j] = sumDyXc[j]! * is;
     dbeta[j] = sumDy[j]!;
   }
-  if (simd !== null) {
+  if (passes !== null) {
     withHeapVectors(backend, [a, bCoef, d], ([ap, bp, dp]) =>
-      simd.bnGradApply(
+      passes.bnGradApply(
         heapOffset(backend, dy),
         heapOffset(backend, x),
         heapOffset(backend, dx),
@@ -257,14 +248,14 @@ function batchNormTrainGrad(params: KernelParams, native?: NativeKernels): tf.Te
   return [dx, dgammaOut, dbetaOut];
 }
 
-/** The fused batch-norm kernels; with `native`, their passes run on the native addon. */
-export function batchNormTrainConfigs(native?: NativeKernels): tf.KernelConfig[] {
+/** The fused batch-norm kernels, their full-size passes from `passesFor` (the native backend's: the addon's). */
+export function batchNormTrainConfigs(passesFor: BatchNormPassesFor = simdPasses): tf.KernelConfig[] {
   return [
-    { kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: (p) => batchNormTrain(p, native) },
+    { kernelName: BATCH_NORM_TRAIN, backendName: 'wasm', kernelFunc: (p) => batchNormTrain(p, passesFor) },
     {
       kernelName: BATCH_NORM_TRAIN_GRAD,
       backendName: 'wasm',
-      kernelFunc: (p) => batchNormTrainGrad(p, native),
+      kernelFunc: (p) => batchNormTrainGrad(p, passesFor),
     },
   ];
 }

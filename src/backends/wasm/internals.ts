@@ -26,7 +26,7 @@ interface WasmTensorData {
 interface WasmModule {
   /** The instance's exports; `memory` is the heap (single-threaded builds). */
   asm?: { memory?: WasmMemory };
-  /** The heap of a threaded build (imported, not exported; see wasm-threads.ts). */
+  /** The heap of a threaded build (imported, not exported; see threads.ts). */
   wasmMemory?: WasmMemory;
   HEAPF32: Float32Array;
   HEAP32: Int32Array;

@@ -6,8 +6,8 @@
 // Callers split work into disjoint outputs, each summed in the same order
 // whatever the split, so results do not depend on the thread count.
 import { Worker } from 'node:worker_threads';
-import { heapMemory, type WasmBackend, type WasmMemory } from './wasm-internals.js';
-import { simdKernels, simdModule } from './wasm-simd-kernels.js';
+import { heapMemory, type WasmBackend, type WasmMemory } from './internals.js';
+import { simdKernels, simdModule } from './simd/module.js';
 
 export interface KernelPool {
   /** Threads that run slices: the caller plus the workers. */
