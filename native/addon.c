@@ -1,11 +1,14 @@
 // Node-API bindings of the native kernels (conv.c). Tensors live on the tfjs
 // wasm backend's heap: every call takes a Uint8Array over that heap and byte
 // offsets into it, computes in place and returns. The JavaScript side
-// (src/backends/native-kernels.ts) checks shapes and falls back to the wasm
-// kernels for anything these do not cover.
+// (src/backends/native/kernels.ts) checks shapes and falls back to the wasm
+// kernels for anything these do not cover; src/backends/native/addon.ts types
+// these functions, with the parameters in the order the comments below give.
+// A call with another number of arguments throws a TypeError naming the function.
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,30 +19,58 @@
 
 #define MAX_ARGS 24
 
-// Reads the heap view and up to MAX_ARGS-1 integer arguments after it.
-static int read_args(napi_env env, napi_callback_info info, size_t want, uint8_t **heap, int64_t *ints) {
+// Throws a TypeError "image-classifier native: <function>: <what>".
+static void throw_type_error(napi_env env, const char *fn, const char *what) {
+  char message[160];
+  snprintf(message, sizeof(message), "image-classifier native: %s: %s", fn, what);
+  napi_throw_type_error(env, NULL, message);
+}
+
+// Reads exactly `count` arguments (at most MAX_ARGS) into argv; throws and returns 0 on another count.
+// The function's name is its callback data (see NAPI_MODULE_INIT).
+static int get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const char **fn) {
   size_t argc = MAX_ARGS;
-  napi_value argv[MAX_ARGS];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want + 1) {
-    napi_throw_type_error(env, NULL, "image-classifier native: wrong number of arguments");
+  napi_value all[MAX_ARGS];
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, &argc, all, NULL, &data) != napi_ok) {
+    napi_throw_error(env, NULL, "image-classifier native: cannot read the call's arguments");
     return 0;
   }
+  *fn = data;
+  if (argc != count) {
+    char what[96];
+    snprintf(what, sizeof(what), "takes %zu argument%s, got %zu", count, count == 1 ? "" : "s", argc);
+    throw_type_error(env, *fn, what);
+    return 0;
+  }
+  for (size_t i = 0; i < count; i++) argv[i] = all[i];
+  return 1;
+}
+
+// Reads the heap view and exactly `want` integer arguments after it.
+static int read_args(napi_env env, napi_callback_info info, size_t want, uint8_t **heap, int64_t *ints) {
+  napi_value argv[MAX_ARGS];
+  const char *fn;
+  if (!get_args(env, info, want + 1, argv, &fn)) return 0;
   napi_typedarray_type type;
   size_t length;
   void *data;
   if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "image-classifier native: expected a Uint8Array over the heap");
+    throw_type_error(env, fn, "expected a Uint8Array over the heap first");
     return 0;
   }
   *heap = data;
   for (size_t i = 0; i < want; i++) {
     if (napi_get_value_int64(env, argv[i + 1], &ints[i]) != napi_ok) {
-      napi_throw_type_error(env, NULL, "image-classifier native: expected integer arguments");
+      throw_type_error(env, fn, "expected integer arguments after the heap");
       return 0;
     }
   }
   return 1;
 }
+
+// The heap and as many integers as `v` holds: the array's length is the count the function takes.
+#define READ_ARGS(v) read_args(env, info, sizeof(v) / sizeof((v)[0]), &heap, (v))
 
 static int pad16(int n) { return (n + 15) / 16 * 16; }
 
@@ -101,7 +132,7 @@ static int forward(struct conv_args *a, const float *w, int f, const float *bias
 static napi_value conv_forward(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[19];
-  if (!read_args(env, info, 19, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   struct conv_args a = {F32(v[0]), NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[6], (int)v[7],
                         (int)v[9], (int)v[10], (int)v[11], (int)v[12], (int)v[13], (int)v[14], (int)v[16]};
   const int f = (int)v[8];
@@ -120,7 +151,7 @@ static napi_value conv_forward(napi_env env, napi_callback_info info) {
 static napi_value conv_backprop_input(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[17];
-  if (!read_args(env, info, 17, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   const int n = (int)v[1], oh = (int)v[2], ow = (int)v[3], f = (int)v[4];
   const int kh = (int)v[6], kw = (int)v[7], c = (int)v[8], pt = (int)v[9], pl = (int)v[10];
   const int h = (int)v[11], w = (int)v[12], threads = (int)v[14], sh = (int)v[15], sw = (int)v[16];
@@ -178,7 +209,7 @@ static int filter_grad(const struct conv_args *a, const float *dy, int f, float 
 static napi_value conv_backprop_filter(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[17];
-  if (!read_args(env, info, 17, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   struct conv_args a = {F32(v[0]), NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[9], (int)v[10],
                         (int)v[11], (int)v[12], (int)v[13], (int)v[14], (int)v[6], (int)v[7], 0};
   const int ok = filter_grad(&a, F32(v[5]), (int)v[8], F32(v[15]), (int)v[16]);
@@ -190,7 +221,7 @@ static napi_value conv_backprop_filter(napi_env env, napi_callback_info info) {
 static napi_value mat_mul(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[11];
-  if (!read_args(env, info, 11, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   const float *A = F32(v[0]), *B = F32(v[1]);
   float *out = F32(v[2]);
   const int m = (int)v[3], k = (int)v[4], n = (int)v[5], ta = (int)v[6], tb = (int)v[7], relu = (int)v[9];
@@ -223,7 +254,7 @@ static napi_value mat_mul(napi_env env, napi_callback_info info) {
 static napi_value bn_stats(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[6];
-  if (!read_args(env, info, 6, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   if (!ic_bn_stats(F32(v[0]), v[1], (int)v[2], F64(v[3]), F64(v[4]), (int)v[5])) return out_of_memory(env);
   return undefined(env);
 }
@@ -232,7 +263,7 @@ static napi_value bn_stats(napi_env env, napi_callback_info info) {
 static napi_value bn_apply(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[7];
-  if (!read_args(env, info, 7, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   ic_bn_apply(F32(v[0]), F32(v[1]), v[2], (int)v[3], F32(v[4]), F32(v[5]), (int)v[6]);
   return undefined(env);
 }
@@ -241,7 +272,7 @@ static napi_value bn_apply(napi_env env, napi_callback_info info) {
 static napi_value bn_grad_stats(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[8];
-  if (!read_args(env, info, 8, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   if (!ic_bn_grad_stats(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F64(v[5]), F64(v[6]), (int)v[7]))
     return out_of_memory(env);
   return undefined(env);
@@ -251,7 +282,7 @@ static napi_value bn_grad_stats(napi_env env, napi_callback_info info) {
 static napi_value bn_grad_apply(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[10];
-  if (!read_args(env, info, 10, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   ic_bn_grad_apply(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4], F32(v[5]), F32(v[6]), F32(v[7]), F32(v[8]),
                    (int)v[9]);
   return undefined(env);
@@ -261,7 +292,7 @@ static napi_value bn_grad_apply(napi_env env, napi_callback_info info) {
 static napi_value relu(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[4];
-  if (!read_args(env, info, 4, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   ic_relu(F32(v[0]), F32(v[1]), v[2], (int)v[3]);
   return undefined(env);
 }
@@ -270,7 +301,7 @@ static napi_value relu(napi_env env, napi_callback_info info) {
 static napi_value relu_grad(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[5];
-  if (!read_args(env, info, 5, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   ic_relu_grad(F32(v[0]), F32(v[1]), F32(v[2]), v[3], (int)v[4]);
   return undefined(env);
 }
@@ -279,7 +310,7 @@ static napi_value relu_grad(napi_env env, napi_callback_info info) {
 static napi_value max_pool(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[15];
-  if (!read_args(env, info, 15, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   struct conv_args a = {NULL, NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], (int)v[6],
                         (int)v[7], (int)v[8], (int)v[9], (int)v[10], (int)v[11], (int)v[12], 0};
   ic_max_pool(&a, F32(v[0]), F32(v[13]), (int)v[14]);
@@ -290,7 +321,7 @@ static napi_value max_pool(napi_env env, napi_callback_info info) {
 static napi_value max_pool_grad(napi_env env, napi_callback_info info) {
   uint8_t *heap;
   int64_t v[17];
-  if (!read_args(env, info, 17, &heap, v)) return NULL;
+  if (!READ_ARGS(v)) return NULL;
   struct conv_args a = {NULL, NULL, (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], (int)v[6],
                         (int)v[7], (int)v[8], (int)v[9], (int)v[10], (int)v[11], (int)v[12], 0};
   if (!ic_max_pool_grad(&a, F32(v[0]), F32(v[13]), F32(v[14]), F32(v[15]), (int)v[16])) return out_of_memory(env);
@@ -299,17 +330,22 @@ static napi_value max_pool_grad(napi_env env, napi_callback_info info) {
 
 // isa(): 2 AVX-512, 1 AVX2+FMA, 0 neither. useIsa(n): restrict to n (-1: best); returns the one used.
 static napi_value isa(napi_env env, napi_callback_info info) {
-  (void)info;
+  const char *fn;
+  if (!get_args(env, info, 0, NULL, &fn)) return NULL;
   napi_value r;
   napi_create_int32(env, ic_isa(), &r);
   return r;
 }
 
 static napi_value use_isa(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  int32_t want = -1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1) napi_get_value_int32(env, argv[0], &want);
+  const char *fn;
+  int32_t want;
+  if (!get_args(env, info, 1, argv, &fn)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &want) != napi_ok) {
+    throw_type_error(env, fn, "expected an integer");
+    return NULL;
+  }
   napi_value r;
   napi_create_int32(env, ic_use_isa(want), &r);
   return r;
@@ -335,7 +371,8 @@ NAPI_MODULE_INIT() {
              {"useIsa", use_isa}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);
+    // The name is the callback's data: argument errors say which function was called.
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, (void *)fns[i].name, &fn);
     napi_set_named_property(env, exports, fns[i].name, fn);
   }
   return exports;

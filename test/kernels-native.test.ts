@@ -216,6 +216,21 @@ describe.skipIf(!built)('native kernels', () => {
     expectClose(actual[1]!, expected[1]!, 'dx');
   });
 
+  it('refuses a call with another number of arguments, naming the function', () => {
+    const heap = new Uint8Array(64);
+    // Cast: calls the typed interface forbids, as a mistaken caller would make them.
+    const untyped = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const name of Object.keys(addon)) {
+      const call = (): unknown => untyped[name]!(heap, ...new Array<number>(30).fill(0));
+      expect(call, name).toThrow(TypeError);
+      expect(call, name).toThrow(`image-classifier native: ${name}: takes`);
+    }
+    expect(() => untyped['relu']!(heap, 0, 0, 0)).toThrow(
+      'image-classifier native: relu: takes 5 arguments, got 4',
+    );
+    expect(() => untyped['useIsa']!()).toThrow(TypeError);
+  });
+
   it('runs a VGG-like layer and a dense layer on the addon, not on the fallbacks', async () => {
     const calls: Record<string, number> = {};
     const counting = Object.fromEntries(
