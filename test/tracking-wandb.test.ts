@@ -14,12 +14,11 @@ import {
   createTracker,
   createWandbTracker,
   netrcKey,
-  noTracker,
   resolveWandbSettings,
   trackedConfig,
-  type TrackerFactory,
   type WandbTrackerOptions,
 } from '../src/tracking/wandb.js';
+import { noTracker, type TrackerFactory } from '../src/tracking/tracker.js';
 import { runCli, tempFolder, type CliResult } from './helpers/cli.js';
 import { makeFolder } from './helpers/images.js';
 import { startWandbServer, type WandbServer, type WandbServerOptions } from './helpers/wandb-server.js';

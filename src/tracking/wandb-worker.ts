@@ -12,7 +12,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { basename } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import wandb from '@wandb/sdk';
-import type { FromWorker, ToWorker, UploadReport, WorkerStart } from './wandb.js';
+import type { FromWorker, ToWorker, UploadReport, WorkerStart } from './wandb-protocol.js';
 
 type Run = Awaited<ReturnType<typeof wandb.init>>;
 type Kind = keyof UploadReport['failed'];

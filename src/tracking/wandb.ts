@@ -12,39 +12,14 @@ import { Worker } from 'node:worker_threads';
 import type { RunConfig } from '../config.js';
 import type { WandbTracking } from '../runs/manifest.js';
 import type { EpochMetrics } from '../runs/metrics.js';
-
-/** What run.json records about tracking. */
-export type TrackingRecord = { wandb: WandbTracking };
-
-/** The test results that become the W&B run's summary (`metrics.test` fits). */
-export interface RunSummary {
-  accuracy: number;
-  loss: number;
-  classNames: string[];
-  perClassAccuracy: number[];
-}
-
-/** Where a run's metrics go besides the run folder. No method throws: tracking never stops training. */
-export interface Tracker {
-  /** Starts tracking the run (bounded by a timeout). */
-  start(config: RunConfig): Promise<void>;
-  /** Sends one epoch's metrics, with the epoch as step; returns at once. */
-  logEpoch(metrics: EpochMetrics): void;
-  /** Sends the summary and the files (PNG charts), ends the tracked run; resolves to what run.json records. */
-  finish(summary: RunSummary, files: string[]): Promise<TrackingRecord | null>;
-  /** Ends the tracked run of a run that did not complete. */
-  abort(reason: 'failed' | 'interrupted'): Promise<void>;
-}
-
-export type TrackerFactory = (config: RunConfig, log: (line: string) => void) => Tracker;
-
-/** The tracker of a run without `--wandb`: does nothing, records nothing. */
-export const noTracker: Tracker = {
-  start: async () => {},
-  logEpoch: () => {},
-  finish: async () => null,
-  abort: async () => {},
-};
+import {
+  noTracker,
+  type RunSummary,
+  type Tracker,
+  type TrackerFactory,
+  type TrackingRecord,
+} from './tracker.js';
+import type { FromWorker, ToWorker, UploadReport, WorkerStart } from './wandb-protocol.js';
 
 /** The default factory: a W&B tracker with `--wandb`, else none. */
 export const createTracker: TrackerFactory = (config, log) =>
@@ -164,42 +139,6 @@ export function createWandbTracker(
   const env = options.env ?? process.env;
   return new WandbTracker(resolveWandbSettings(config, env), log, env, { ...DEFAULTS, ...options });
 }
-
-// --- the protocol between this thread and wandb-worker.ts
-
-/** Given to the worker when it starts. */
-export interface WorkerStart {
-  baseUrl: string;
-  apiKey: string;
-  project: string;
-  entity: string | null;
-  /** The W&B run's display name. */
-  name: string;
-  config: Record<string, unknown>;
-  requestTimeoutMs: number;
-}
-
-/** What failed so far, as the worker saw it on the wire (never holds the key). */
-export interface UploadReport {
-  /** Failed requests by what they carried: metrics (file_stream), charts, other (GraphQL). */
-  failed: { metrics: number; charts: number; other: number };
-  /** file_stream requests sent (metrics, summary and the run's end). */
-  metricRequests: number;
-  /** The first few failures, e.g. "POST file_stream: HTTP 500". */
-  reasons: string[];
-  /** Requests sent and not answered yet. */
-  pending: string[];
-}
-
-export type ToWorker =
-  | { type: 'log'; step: number; data: Record<string, number>; commit: boolean }
-  | { type: 'finish'; step: number; data: Record<string, number>; files: string[]; exitCode: number };
-
-export type FromWorker =
-  | { type: 'started'; url: string; entity: string; project: string }
-  | { type: 'failed'; reason: string; report: UploadReport }
-  | { type: 'status'; report: UploadReport }
-  | { type: 'finished'; report: UploadReport };
 
 type WorkerEvent = FromWorker | { type: 'timeout' } | { type: 'gone'; reason: string };
 

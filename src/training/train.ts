@@ -37,7 +37,8 @@ import {
 } from '../runs/run-folder.js';
 import { RunLog } from '../runs/run-log.js';
 import { writeRun } from '../runs/write-run.js';
-import { createTracker, type Tracker, type TrackerFactory } from '../tracking/wandb.js';
+import type { Tracker, TrackerFactory } from '../tracking/tracker.js';
+import { createTracker } from '../tracking/wandb.js';
 import { checkValidationImages, describeTest, evaluateModel } from './evaluate.js';
 import { fewStepsWarning, StopRequested, trainEpochs } from './loop.js';
 import { loadPretrainedWeights, resolvePretrained } from './pretrained.js';
