@@ -2,6 +2,7 @@
 import { basename, dirname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { evaluateOptionsSchema, flagSpecs, parseOptions } from '../config.js';
+import { percent } from '../reports/format.js';
 import { terminalProgress } from '../reports/progress.js';
 import { evaluate, type EvaluateResult } from '../training/evaluate-run.js';
 import { addModelCommandFlags, EXIT_CODES, givenFlags, runPositional } from './flags.js';
@@ -11,10 +12,6 @@ function builder(y: Argv): Argv {
     .option('json', { type: 'boolean', describe: 'Print the evaluation as JSON' })
     .example('$0 evaluate baseline/run-1', "Accuracy on the run's test split: evaluation-test.json and .png")
     .epilogue(EXIT_CODES);
-}
-
-function percent(x: number): string {
-  return `${(x * 100).toFixed(2)}%`;
 }
 
 /** Accuracy, per class, and the confusion matrix as aligned text; `runPath` is where the files went. */

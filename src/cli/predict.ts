@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { flagSpecs, parseOptions, predictOptionsSchema } from '../config.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { ConfigError, EXIT, PROGRAM } from '../errors.js';
+import { plural } from '../reports/format.js';
 import { silentProgress, terminalProgress } from '../reports/progress.js';
 import { loadModel, smoothingNote } from '../serving/model.js';
 import { predictFiles } from '../serving/predict-files.js';
@@ -63,7 +64,7 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     }
     if (result.failed.length > 0) {
       process.stderr.write(
-        `${PROGRAM}: ${result.predicted} image${result.predicted === 1 ? '' : 's'} predicted, ${result.failed.length} could not be read\n`,
+        `${PROGRAM}: ${plural(result.predicted, 'image')} predicted, ${result.failed.length} could not be read\n`,
       );
       process.exitCode = EXIT.failed;
     }

@@ -2,6 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { flagSpecs, parseOptions, serveOptionsSchema } from '../config.js';
 import { ConfigError, EXIT } from '../errors.js';
+import { plural } from '../reports/format.js';
 import { loadModel } from '../serving/model.js';
 import { createServer } from '../serving/server.js';
 import { addModelCommandFlags, EXIT_CODES, givenFlags, runPositional } from './flags.js';
@@ -31,7 +32,7 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
   const model = await loadModel(String(argv.run), modelOptions);
   console.log(
     `model ${model.runId} (${model.manifest.config.model}, ${model.classNames.length} classes) loaded in ` +
-      `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${model.backend.threads} thread${model.backend.threads === 1 ? '' : 's'})`,
+      `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${plural(model.backend.threads, 'thread')})`,
   );
   const server = createServer(model, {
     maxBodyBytes,

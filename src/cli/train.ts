@@ -2,6 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { loadConfigFile, mergeConfig, parseRunConfig, type RunConfigInput } from '../config.js';
 import { ConfigError } from '../errors.js';
+import { percent } from '../reports/format.js';
 import { terminalProgress } from '../reports/progress.js';
 import { train } from '../training/train.js';
 import { addRunFlags, EXIT_CODES, givenRunFlags } from './flags.js';
@@ -78,8 +79,8 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     // Without test images there is no test accuracy (NaN, null in run.json): never print it as 0%.
     console.log(
       testAccuracy !== null && Number.isFinite(testAccuracy)
-        ? `done: test accuracy ${(testAccuracy * 100).toFixed(2)}% -> ${result.runPath}`
-        : `done: no test split, so no test accuracy; validation accuracy ${(validationAccuracy * 100).toFixed(2)}% -> ${result.runPath}`,
+        ? `done: test accuracy ${percent(testAccuracy)} -> ${result.runPath}`
+        : `done: no test split, so no test accuracy; validation accuracy ${percent(validationAccuracy)} -> ${result.runPath}`,
     );
   } finally {
     interrupts.done();
