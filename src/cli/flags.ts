@@ -6,7 +6,7 @@
 // looks like) and convert it with parseNumberFlag, which names the flag. Their bounds are the schema's.
 import type { Argv, Options } from 'yargs';
 import { computeOptionsSchema, flagSpecs, type FlagSpec } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, EXIT } from '../errors.js';
 
 /**
  * Parser settings the commands share: numbers stay text until a flag's coerce converts them, and a
@@ -20,7 +20,9 @@ export const PARSER_CONFIGURATION = {
 } as const;
 
 export const EXIT_CODES =
-  'Exit codes: 0 done; 1 failed; 2 bad input or refused (nothing written); 3 reproduce/verify found differences; 130 interrupted (Ctrl-C once: stops after the step and keeps a checkpoint, --resume continues; twice: stops at once, keeping the last checkpoint written).';
+  `Exit codes: 0 done; ${EXIT.failed} failed; ${EXIT.badInput} bad input or refused (nothing written); ` +
+  `${EXIT.differs} reproduce/verify found differences; ${EXIT.interrupted} interrupted (Ctrl-C once: stops ` +
+  'after the step and keeps a checkpoint, --resume continues; twice: stops at once, keeping the last checkpoint written).';
 
 /** Decimal notation: what Number() takes besides ('', ' ', '0x10', 'Infinity') is refused. */
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// image-classifier-trainer: the commands (one file each, flags derived from the schemas in
+// The CLI (PROGRAM): its commands (one file each, their flags derived from the schemas in
 // src/config.ts) and the one error handler.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';

@@ -33,7 +33,7 @@ function builder(y: Argv): Argv {
       'Every image under ./photos, as CSV',
     )
     .epilogue(
-      'Files that cannot be read are named on stderr and skipped. Exit codes: 0 every image predicted; 1 some could not be read; 2 bad input.',
+      `Files that cannot be read are named on stderr and skipped. Exit codes: 0 every image predicted; ${EXIT.failed} some could not be read; ${EXIT.badInput} bad input.`,
     );
 }
 

@@ -58,8 +58,7 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
 
 export const reproduceCommand: CommandModule = {
   command: 'reproduce <run>',
-  describe:
-    'Retrain <experiment>/<run> from its run.json into a new run and compare: exit 0 when bit-identical, 3 when not',
+  describe: `Retrain <experiment>/<run> from its run.json into a new run and compare: exit 0 when bit-identical, ${EXIT.differs} when not`,
   builder,
   handler,
 };

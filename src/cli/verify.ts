@@ -22,8 +22,7 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
 
 export const verifyCommand: CommandModule = {
   command: 'verify <run>',
-  describe:
-    "Check a run's files against the sha256 hashes in its run.json: exit 0 when unchanged, 3 when not",
+  describe: `Check a run's files against the sha256 hashes in its run.json: exit 0 when unchanged, ${EXIT.differs} when not`,
   builder,
   handler,
 };
