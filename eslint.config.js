@@ -13,7 +13,6 @@ export default tseslint.config(
       'build/',
       '.device-build/',
       '.device-bundle/',
-      'src/backends/kernels/*.wasm.ts',
     ],
   },
   js.configs.recommended,

@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { BackendName } from '../src/backends/select.js';
+import { BACKEND_DEVICES, BACKEND_NAMES, type BackendName } from '../src/backends/names.js';
 import type { ModelName } from '../src/config.js';
 import {
   RESULT_MARKER,
@@ -29,17 +29,9 @@ const GPU_REFERENCE = join(BENCH_DIR, 'pytorch_gpu_reference.py');
 const GPU_PYTHON = process.env.BENCH_PYTHON ?? 'python3';
 const INSTALL_HINT = 'apt-get install -y python3-torch python3-pil';
 /** Backends that run on a GPU: their reference is PyTorch with CUDA on the same GPU. */
-const GPU_BACKENDS: readonly BackendName[] = ['webgpu', 'tensorflow-gpu'];
+const GPU_BACKENDS = BACKEND_NAMES.filter((b) => BACKEND_DEVICES[b] === 'gpu');
 
 const MODELS: readonly ModelName[] = ['net', 'vgg'];
-const BACKEND_NAMES: readonly BackendName[] = [
-  'tensorflow-gpu',
-  'webgpu',
-  'tensorflow',
-  'native',
-  'wasm',
-  'cpu',
-];
 /** Batch sizes as the comparisons with the reference use them. */
 const BATCH: Record<ModelName, number> = { net: 64, vgg: 256 };
 const DEFAULT_IMAGES: Record<ModelName, number> = { net: 2560, vgg: 1024 };

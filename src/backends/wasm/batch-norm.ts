@@ -23,7 +23,7 @@ import { simdKernels } from './simd/module.js';
 /** What tfjs passes a kernel function. */
 type KernelParams = Parameters<tf.KernelFunc>[0];
 
-export interface BatchNormTrainAttrs {
+interface BatchNormTrainAttrs {
   epsilon: number;
 }
 

@@ -22,7 +22,7 @@ import {
 } from './asm.js';
 
 /** See convFilterGrad below; all arguments are numbers (pointers are heap byte offsets). */
-export type ConvFilterGrad = (
+type ConvFilterGrad = (
   x: number,
   dy: number,
   dw: number,
