@@ -11,7 +11,7 @@ export function readRepoFile(path: string): string {
   return readFileSync(resolve(REPO, path), 'utf8');
 }
 
-/** Options of the training command that are not in the schema (src/cli/main.ts adds them). */
+/** Options of the training command that are not in the schema (src/cli/train.ts adds them). */
 export const CLI_ONLY_FLAGS = ['config', 'resume', 'help', 'version'];
 
 /** Every flag the training command accepts: the schema's, --no-<flag> for its booleans, and the CLI's own. */
