@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
 import { selectBackend } from '../src/backends/select.js';
+import { SGD_UPDATE } from '../src/backends/sgd.js';
 import { filterGradTuning } from '../src/backends/webgpu/conv-filter-grad.js';
 import { registerWebGpuTrainingKernels } from '../src/backends/webgpu/kernels.js';
 import { GpuImages, PARAMS_PER_IMAGE } from '../src/backends/webgpu/batches.js';
@@ -168,7 +169,10 @@ describe('WebGPU ReLU gradient and SGD step', () => {
         const opt = new Sgd([w], settings, fused);
         for (let step = 0; step < 3; step++) {
           const g = tf.tensor(randomArray(37, 10 + step));
-          opt.step([g], 0.05 * (step + 1));
+          const { kernelNames } = await tf.profile(() => opt.step([g], 0.05 * (step + 1)));
+          // The fused update is our kernel; the ops update never runs it.
+          if (fused) expect(kernelNames).toEqual([SGD_UPDATE]);
+          else expect(kernelNames).not.toContain(SGD_UPDATE);
           g.dispose();
         }
         results.push([(await w.data()) as Float32Array, (await opt.state()[0]!.data()) as Float32Array]);

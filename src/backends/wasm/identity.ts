@@ -2,7 +2,8 @@
 // - Identity: the stock one copies the tensor. The engine clones every tensor it saves for backprop
 //   through Identity, so each step copied most activations once more. Sharing the buffer
 //   (refcounted, as the wasm Reshape and the cpu backend's Identity already do) is safe because no
-//   wasm kernel writes into its inputs.
+//   wasm kernel writes into an input another tensor shares (the SGD update writes its momentum
+//   buffer in place only when none does: wasm/sgd.ts).
 // - Cast to the tensor's own dtype (the ReLU gradient casts the float32 output of Step to float32):
 //   the stock kernel copies; ours shares, as Identity.
 import * as tf from '@tensorflow/tfjs';

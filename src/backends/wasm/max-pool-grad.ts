@@ -40,7 +40,8 @@ export function maxPoolGradConfig(): tf.KernelConfig {
         // Images split between threads: each writes only its own images' dx.
         const pool = N * H * W * C >= maxPoolGradTuning.poolMinElements ? kernelPool(wb) : null;
         const threads = Math.min(pool?.threads ?? 1, N);
-        const calls = Array.from({ length: threads }, (_, t) => {
+        type Args = Parameters<typeof simd.maxPoolGrad>;
+        const calls = Array.from({ length: threads }, (_, t): Args[] => {
           const n0 = Math.floor((N * t) / threads);
           const n1 = Math.floor((N * (t + 1)) / threads);
           return [

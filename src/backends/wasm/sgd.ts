@@ -12,15 +12,15 @@ import { simdKernels } from './simd/module.js';
 /** The SIMD loop's arithmetic in JS, where WebAssembly SIMD is unavailable: each step rounded to float32. */
 function sgdUpdateJs(
   backend: WasmBackend,
-  [w, out, g, buffer]: tf.TensorInfo[],
+  [w, out, g, buffer]: [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo, tf.TensorInfo],
   { learningRate, momentum, nesterov, weightDecay }: SgdUpdateAttrs,
 ): void {
   const f = Math.fround;
   const [lr, m, wd] = [f(learningRate), f(momentum), f(weightDecay)];
-  const ws = f32View(backend, w!);
-  const gs = f32View(backend, g!);
-  const bs = f32View(backend, buffer!);
-  const os = f32View(backend, out!);
+  const ws = f32View(backend, w);
+  const gs = f32View(backend, g);
+  const bs = f32View(backend, buffer);
+  const os = f32View(backend, out);
   for (let i = 0; i < ws.length; i++) {
     const wi = ws[i]!;
     let gi = gs[i]!;

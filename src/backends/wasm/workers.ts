@@ -7,7 +7,7 @@
 // whatever the split, so results do not depend on the thread count.
 import { Worker } from 'node:worker_threads';
 import { heapMemory, type WasmBackend, type WasmMemory } from './internals.js';
-import { simdKernels, simdModule } from './simd/module.js';
+import { simdKernels, simdModule, type SimdKernels } from './simd/module.js';
 
 export interface KernelPool {
   /** Threads that run slices: the caller plus the workers. */
@@ -17,7 +17,7 @@ export interface KernelPool {
    * calls[t] run in order by thread t (0: the calling thread, others:
    * workers); returns when all are done. Every call has the same arity.
    */
-  run(fn: string, calls: number[][][]): void;
+  run(fn: keyof SimdKernels, calls: number[][][]): void;
   /** Ends the workers. */
   stop(): void;
 }
@@ -104,7 +104,7 @@ function createPool(memory: WasmMemory, threads: number): KernelPool | null {
         Atomics.notify(ctrl, 0);
       }
     },
-    run(fn: string, calls: number[][][]): void {
+    run(fn: keyof SimdKernels, calls: number[][][]): void {
       const started: WorkerSlot[] = [];
       calls.slice(1).forEach((threadCalls, i) => {
         const slot = slots[i];

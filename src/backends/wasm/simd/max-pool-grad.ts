@@ -26,8 +26,24 @@ import {
 } from './asm.js';
 
 export interface MaxPoolGradSimd {
-  /** See maxPoolGrad below: x, dy, delta, N, H, W, C, OH, OW, fH, fW, sH, sW, pT, pL. */
-  maxPoolGrad(...args: number[]): void;
+  /** See maxPoolGrad below. */
+  maxPoolGrad(
+    x: number,
+    dy: number,
+    delta: number,
+    N: number,
+    H: number,
+    W: number,
+    C: number,
+    OH: number,
+    OW: number,
+    fH: number,
+    fW: number,
+    sH: number,
+    sW: number,
+    pT: number,
+    pL: number,
+  ): void;
 }
 
 /** Little-endian bytes of four float32 or int32 lanes. */
