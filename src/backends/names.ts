@@ -17,4 +17,5 @@ export const BACKEND_DEVICES = {
 } as const satisfies Record<BackendName, BackendDevice>;
 
 /** The backends in `auto`'s order of preference. */
+// Cast: Object.keys types its keys as any string; these are BACKEND_DEVICES' own.
 export const BACKEND_NAMES = Object.keys(BACKEND_DEVICES) as BackendName[];

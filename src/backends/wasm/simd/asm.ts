@@ -175,6 +175,7 @@ export interface FuncDef {
 export class Locals {
   /** Their types, in index order: the function's local declarations. */
   readonly types: ValType[] = [];
+  private readonly names = new Set<string>();
 
   /** `first`: the first index after the parameters. */
   constructor(private readonly first: number) {}
@@ -185,17 +186,22 @@ export class Locals {
     return this.first + this.types.length - 1;
   }
 
-  /** New locals of `type`, indexed in the order named. */
+  /** New locals of `type`, indexed in the order named (each name once per function). */
   named<K extends string>(type: ValType, ...names: K[]): Record<K, number> {
     // Cast: every name gets its entry below.
     const out = {} as Record<K, number>;
-    for (const name of names) out[name] = this.add(type);
+    for (const name of names) {
+      if (this.names.has(name)) throw new Error(`image-classifier: local '${name}' named twice`);
+      this.names.add(name);
+      out[name] = this.add(type);
+    }
     return out;
   }
 }
 
 /** Parameters (or locals) of one type, for `func`'s parameter list: `{ ...ofType('i32', 'x', 'n') }`. */
 export function ofType<K extends string>(type: ValType, ...names: K[]): Record<K, ValType> {
+  // Cast: fromEntries types its keys as any string.
   return Object.fromEntries(names.map((n) => [n, type])) as Record<K, ValType>;
 }
 
