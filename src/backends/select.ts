@@ -1,4 +1,5 @@
-// Backend selection. `auto` takes the first candidate that loads *and* trains a tiny conv net step:
+// Backend selection. `auto` takes the first candidate (names.ts lists them in this order) that loads
+// *and* trains a tiny conv net step:
 //   GPU: tensorflow-gpu (CUDA via tfjs-node-gpu) > webgpu (Dawn through the `webgpu` package)
 //   CPU: tensorflow (libtensorflow, all cores) > native (wasm + our AVX2/AVX-512 addon for convolutions,
 //        products, batch norm, ReLU, pooling) > wasm (XNNPACK + our training kernels) > cpu (plain JS)
