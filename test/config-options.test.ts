@@ -3,16 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  flagSpecs,
-  loadConfigFile,
-  mergeConfig,
-  parseOptions,
-  parseRunConfig,
-  predictOptionsSchema,
-  serveOptionsSchema,
-  SERVING_DEFAULTS,
-} from '../src/config.js';
+import { flagSpecs, loadConfigFile, mergeConfig, parseOptions, parseRunConfig } from '../src/config.js';
+import { predictOptionsSchema, serveOptionsSchema, SERVING_DEFAULTS } from '../src/model-options.js';
 import { handleSignals, type Interrupts } from '../src/cli/signals.js';
 import { tempFolder } from './helpers/cli.js';
 

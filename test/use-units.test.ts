@@ -2,7 +2,7 @@
 // the Prometheus text.
 import { describe, expect, it } from 'vitest';
 import { MicroBatcher } from '../src/serving/batcher.js';
-import { parseByteSize } from '../src/config.js';
+import { parseByteSize } from '../src/model-options.js';
 import { ServerMetrics } from '../src/serving/metrics.js';
 import type { Prediction } from '../src/serving/model.js';
 import { boundaryOf, MultipartError, parseContentType, parseMultipart } from '../src/serving/multipart.js';

@@ -1,7 +1,8 @@
 // `evaluate <run>`: a run's model on its test split or other data, as a text report or JSON.
 import { basename, dirname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { evaluateOptionsSchema, flagSpecs, parseOptions } from '../config.js';
+import { flagSpecs, parseOptions } from '../config.js';
+import { evaluateOptionsSchema } from '../model-options.js';
 import { percent } from '../reports/format.js';
 import { terminalProgress } from '../reports/progress.js';
 import { evaluate, type EvaluateResult } from '../training/evaluate-run.js';

@@ -5,7 +5,8 @@
 // `-0.5e-3` or `-x` into other flags; these options take the text as typed (the next word whatever it
 // looks like) and convert it with parseNumberFlag, which names the flag. Their bounds are the schema's.
 import type { Argv, Options } from 'yargs';
-import { computeOptionsSchema, flagSpecs, type FlagSpec } from '../config.js';
+import { flagSpecs, type FlagSpec } from '../config.js';
+import { computeOptionsSchema } from '../model-options.js';
 import { ConfigError, EXIT } from '../errors.js';
 
 /**

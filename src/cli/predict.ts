@@ -1,6 +1,7 @@
 // `predict <run> <inputs..>`: classify image files and folders, as a table, JSON Lines or CSV.
 import type { Argv, CommandModule } from 'yargs';
-import { flagSpecs, parseOptions, predictOptionsSchema } from '../config.js';
+import { flagSpecs, parseOptions } from '../config.js';
+import { predictOptionsSchema } from '../model-options.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { ConfigError, EXIT, PROGRAM } from '../errors.js';
 import { plural } from '../reports/format.js';

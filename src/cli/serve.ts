@@ -1,6 +1,7 @@
 // `serve <run>`: the model over HTTP until SIGTERM or Ctrl-C.
 import type { Argv, CommandModule } from 'yargs';
-import { flagSpecs, parseOptions, serveOptionsSchema } from '../config.js';
+import { flagSpecs, parseOptions } from '../config.js';
+import { serveOptionsSchema } from '../model-options.js';
 import { ConfigError, EXIT } from '../errors.js';
 import { plural } from '../reports/format.js';
 import { loadModel } from '../serving/model.js';

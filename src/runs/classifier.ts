@@ -7,6 +7,7 @@ import { decodeImage } from '../data/image-folder.js';
 import type { ImageSet } from '../data/dataset.js';
 import type { Manifest } from '../runs/manifest.js';
 import { assembleBatch, NO_AUGMENTATION } from '../data/batches.js';
+import { SERVING_DEFAULTS } from '../model-options.js';
 
 /** An image to classify: the path of a file, or its encoded bytes (any format sharp reads). */
 export type ImageInput = string | Uint8Array;
@@ -56,8 +57,6 @@ export interface ClassifierModel {
   dispose(): void;
 }
 
-export const DEFAULT_TOP_K = 3;
-
 /** Softmax in float64 on the logits, so the probabilities of an image sum to 1 up to rounding. */
 function softmax(logits: Float32Array, offset: number, count: number): number[] {
   let max = -Infinity;
@@ -101,7 +100,7 @@ export async function createClassifier(
     backend,
     loadSeconds,
     decode: (input) => decodeImage(input, { height, width }),
-    async classify(images, topK = DEFAULT_TOP_K) {
+    async classify(images, topK = SERVING_DEFAULTS.topK) {
       const n = images.length;
       if (n === 0) return [];
       // The same batch assembly as training and evaluate(), so the model sees the same numbers.

@@ -1,13 +1,12 @@
 // Loading a trained run for inference and classifying images with it: the library's `loadModel` and
 // `predict`, which the CLI's predict and serve commands share. The classifier itself is
 // src/runs/classifier.ts (what `loadRun(...).loadModel()` returns too).
-import type { ModelOptionsInput, PredictOptionsInput } from '../config.js';
+import type { ModelOptionsInput, PredictOptionsInput } from '../model-options.js';
 import { loadRun } from '../runs/load-run.js';
 import type { ClassifierModel, ImageInput, Prediction } from '../runs/classifier.js';
 import { ImageDecodeError, firstLine } from '../errors.js';
 
 export {
-  DEFAULT_TOP_K,
   type ClassifierModel,
   type ImageInput,
   type LabelProbability,

@@ -9,7 +9,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
-import { SERVING_DEFAULTS, type PredictOptionsInput } from '../config.js';
+import { SERVING_DEFAULTS, type PredictOptionsInput } from '../model-options.js';
 import type { ClassifierModel, Prediction } from './model.js';
 
 export type OutputFormat = 'table' | 'json' | 'csv';

@@ -13,13 +13,13 @@ import type { ClassifierModel, LabelProbability } from './model.js';
 import { boundaryOf, MultipartError, parseContentType, parseMultipart } from './multipart.js';
 import { redactConfig, redactText } from '../util/redact.js';
 import { firstLine } from '../errors.js';
+import { SERVING_DEFAULTS } from '../model-options.js';
 
-export const DEFAULT_PORT = 8080;
-export const DEFAULT_HOST = '127.0.0.1';
-export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
-export const DEFAULT_MAX_IMAGES = 64;
 /** Batching: see src/serving/batcher.ts for why these (measured). */
-export const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 32, windowMs: 0 };
+const DEFAULT_BATCHING: BatcherOptions = {
+  maxBatch: SERVING_DEFAULTS.maxBatch,
+  windowMs: SERVING_DEFAULTS.batchWindowMs,
+};
 
 export interface ServerOptions {
   /** Largest request body accepted, in bytes (default 10 MiB); larger ones get 413. */
@@ -121,8 +121,8 @@ function isImageType(type: string | null): boolean {
 }
 
 export function createServer(model: ClassifierModel, options: ServerOptions = {}): ClassifierServer {
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const maxImages = options.maxImages ?? DEFAULT_MAX_IMAGES;
+  const maxBodyBytes = options.maxBodyBytes ?? SERVING_DEFAULTS.maxBodyBytes;
+  const maxImages = options.maxImages ?? SERVING_DEFAULTS.maxImages;
   const defaultTopK = options.topK ?? 3;
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
   const numClasses = model.classNames.length;
@@ -324,7 +324,7 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
   return {
     server,
     metrics,
-    listen(port = DEFAULT_PORT, host = DEFAULT_HOST) {
+    listen(port: number = SERVING_DEFAULTS.port, host: string = SERVING_DEFAULTS.host) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {

@@ -15,15 +15,10 @@ import { evaluateModel } from './evaluate.js';
 import type { Evaluation } from '../runs/metrics.js';
 import { ConfigError } from '../errors.js';
 import { evaluationFiles, RUN_FILES } from '../runs/layout.js';
+import type { EvaluateOptionsInput } from '../model-options.js';
 
-export interface EvaluateOptions {
-  experimentsFolder?: string;
-  /** Defaults: the dataset the run was trained on. */
-  dataset?: RunConfig['dataset'];
-  datasetFolder?: string;
-  device?: RunConfig['device'];
-  backend?: RunConfig['backend'];
-  threads?: number;
+/** evaluateOptionsSchema's options (where, on what, on which backend), and how to report and save. */
+export interface EvaluateOptions extends EvaluateOptionsInput {
   progress?: ProgressFactory;
   log?: (line: string) => void;
   /**
@@ -31,10 +26,6 @@ export interface EvaluateOptions {
    * lists are never touched, so `verify` still passes).
    */
   save?: boolean;
-  /** <name> of the saved files; default: `test` for the run's own test split, else the dataset's name. */
-  name?: string;
-  /** Replace existing evaluation-<name> files; without it an existing name is refused before any work. */
-  overwrite?: boolean;
 }
 
 export interface EvaluateResult extends Evaluation {
