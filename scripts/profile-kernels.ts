@@ -31,6 +31,7 @@ import { registerWasmTrainingKernels, type WasmTrainingKernelOptions } from '../
 import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
 import { convGradTuning } from '../src/backends/wasm/conv-grad.js';
 import { loadNativeAddon } from '../src/backends/native/addon.js';
+import { registerNativeKernels } from '../src/backends/native/kernels.js';
 import { registerThreadedWasmBackend } from '../src/backends/wasm/threads.js';
 
 interface Options {
@@ -238,7 +239,7 @@ async function main(): Promise<void> {
   if (opts.native) {
     const { addon, isa } = loadNativeAddon();
     const threads = opts.threads ?? 1;
-    registerWasmTrainingKernels({ ...opts.kernelOptions, native: { addon, threads } });
+    registerNativeKernels({ addon, threads }, opts.kernelOptions);
     console.log(`native kernels: ${isa}, ${threads} threads`);
   }
   await tf.setBackend('wasm');

@@ -43,10 +43,24 @@ export {
 export {
   runConfigSchema,
   parseRunConfig,
+  loadConfigFile,
+  mergeConfig,
   type RunConfig,
   type RunConfigInput,
   type ModelName,
 } from './config.js';
+export {
+  SERVING_DEFAULTS,
+  modelOptionsSchema,
+  evaluateOptionsSchema,
+  predictOptionsSchema,
+  serveOptionsSchema,
+  parseByteSize,
+  type ModelOptionsInput,
+  type EvaluateOptionsInput,
+  type PredictOptionsInput,
+  type ServeOptionsInput,
+} from './model-options.js';
 export {
   selectBackend,
   probeBackends,

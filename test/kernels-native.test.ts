@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchNormTraining } from '../src/backends/batch-norm.js';
 import { NATIVE_ADDON_PATH, loadNativeAddon, type NativeAddon } from '../src/backends/native/addon.js';
+import { registerNativeKernels } from '../src/backends/native/kernels.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { expectClose, randomArray, sameBits, type ConvCase as BaseConvCase } from './helpers/numeric.js';
 
@@ -151,7 +152,7 @@ const big: ConvCase = { n: 4, h: 16, w: 16, c: 32, f: 64, k: 3, stride: 1, pad: 
 
 describe.skipIf(!built)('native kernels', () => {
   let addon: NativeAddon;
-  const useNative = (threads: number): void => registerWasmTrainingKernels({ native: { addon, threads } });
+  const useNative = (threads: number): void => registerNativeKernels({ addon, threads });
 
   beforeAll(async () => {
     // Quiets tfjs's advice to install tfjs-node when the cpu backend starts.
@@ -242,7 +243,7 @@ describe.skipIf(!built)('native kernels', () => {
         },
       ]),
     ) as unknown as NativeAddon;
-    registerWasmTrainingKernels({ native: { addon: counting, threads: 2 } });
+    registerNativeKernels({ addon: counting, threads: 2 });
     try {
       await convResults('wasm', big);
       await matMulResults('wasm', 64, 400, 120);

@@ -87,8 +87,13 @@ async function loadWasm(
   // (VGG: ~70 -> ~120 img/s on 2 cores). One thread keeps the stock single-threaded build.
   const { registerThreadedWasmBackend } = await import('./wasm/threads.js');
   const used = threads > 1 ? await registerThreadedWasmBackend({ threads }) : 1;
-  const { registerWasmTrainingKernels } = await import('./wasm/kernels.js');
-  registerWasmTrainingKernels({ native });
+  if (native) {
+    const { registerNativeKernels } = await import('./native/kernels.js');
+    registerNativeKernels(native);
+  } else {
+    const { registerWasmTrainingKernels } = await import('./wasm/kernels.js');
+    registerWasmTrainingKernels();
+  }
   return { package: await packageVersion('@tensorflow/tfjs-backend-wasm'), threads: native?.threads ?? used };
 }
 

@@ -10,7 +10,8 @@
 // threads split outputs) and identical between AVX2 and AVX-512, but not the
 // wasm backend's bits: runs record the backend, and `reproduce` compares it.
 import * as tf from '@tensorflow/tfjs';
-import { RELU_GRAD } from '../relu.js';
+import { RELU_GRAD, registerReluGradient } from '../relu.js';
+import { registerWasmTrainingKernels, type WasmTrainingKernelOptions } from '../wasm/kernels.js';
 import { batchNormTrainConfigs, type BatchNormPasses } from '../wasm/batch-norm.js';
 import {
   backpropFilterArgs,
@@ -306,4 +307,16 @@ function matMul(
     threads,
   );
   return out;
+}
+
+/**
+ * The `native` backend's kernels: our wasm training kernels, with the addon's convolution, matrix
+ * and pooling kernels over them (ours, or the stock ones, remain their fallbacks).
+ */
+export function registerNativeKernels(
+  native: NativeKernels,
+  options: Omit<WasmTrainingKernelOptions, 'overlay'> = {},
+): void {
+  registerReluGradient();
+  registerWasmTrainingKernels({ ...options, overlay: (fallback) => nativeKernelConfigs(native, fallback) });
 }

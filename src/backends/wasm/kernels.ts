@@ -1,14 +1,11 @@
 // Registers the kernels that training needs on the tfjs wasm backend but that
 // tfjs-backend-wasm 4.22 lacks (Conv2DBackpropFilter) or runs slowly, one file
-// each in this folder; with the native addon, its kernels (../native/) over them.
+// each in this folder; a backend built on this one (native/) lays its own over them.
 import * as tf from '@tensorflow/tfjs';
 // Imported for its side effect: the stock wasm kernels must be registered
 // before we replace some of them (their registration would otherwise win).
 import '@tensorflow/tfjs-backend-wasm';
-import type { NativeKernels } from '../native/addon.js';
-import { nativeKernelConfigs } from '../native/kernels.js';
 import { KernelRegistry, type KernelMaker } from '../registry.js';
-import { registerReluGradient } from '../relu.js';
 import { SGD_UPDATE } from '../sgd.js';
 import { addConfig } from './add.js';
 import { batchNormTrainConfigs } from './batch-norm.js';
@@ -26,10 +23,10 @@ export interface WasmTrainingKernelOptions {
    */
   keepStock?: string[];
   /**
-   * The native addon (the `native` backend): its convolution and matrix
-   * kernels replace ours and the stock ones, which remain their fallbacks.
+   * Kernels that replace ours and the stock ones (the `native` backend's), given
+   * the kernel each falls back to: ours where we have one, else the stock one.
    */
-  native?: NativeKernels;
+  overlay?: (fallback: (name: string) => tf.KernelConfig | undefined) => tf.KernelConfig[];
 }
 
 const registry = new KernelRegistry('wasm');
@@ -64,7 +61,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
     ...batchNormTrainConfigs().map((c): KernelMaker => [c.kernelName, () => c]),
     [SGD_UPDATE, sgdUpdateConfig],
   ];
-  if (options.native !== undefined) {
+  if (options.overlay !== undefined) {
     const wasmMakers = new Map(kernels);
     const wasmConfigs = new Map<string, tf.KernelConfig | undefined>();
     // Native kernels fall back to ours where we have one, else to the stock kernel.
@@ -72,8 +69,7 @@ export function registerWasmTrainingKernels(options: WasmTrainingKernelOptions =
       if (!wasmConfigs.has(name)) wasmConfigs.set(name, wasmMakers.get(name)?.() ?? stockKernel(name));
       return wasmConfigs.get(name);
     };
-    registerReluGradient();
-    for (const config of nativeKernelConfigs(options.native, fallback)) {
+    for (const config of options.overlay(fallback)) {
       const at = kernels.findIndex(([name]) => name === config.kernelName);
       const entry: KernelMaker = [config.kernelName, () => config];
       if (at >= 0) kernels[at] = entry;
