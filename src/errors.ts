@@ -153,3 +153,17 @@ export class ImageDecodeError extends UserError {
 export function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
 }
+
+/** The error's first line, without the path a failed system call names (the path may have moved since). */
+export function lineWithoutPath(error: unknown): string {
+  const line = firstLine(error);
+  return (error as NodeJS.ErrnoException).syscall ? line.replace(/, \w+ '[^']*'( -> '[^']*')?$/, '') : line;
+}
+
+/** Why a file could not be read, in words where the code is common ("no such file"), else its code. */
+export function fileProblem(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return code ?? firstLine(error);
+}

@@ -206,7 +206,8 @@ async function tryCandidate(candidate: Candidate, threads: number, explicit = fa
   return { name: candidate.name, device: candidate.device, ...loaded };
 }
 
-function firstLine(error: unknown): string {
+/** Why a backend did not load, in one line ('package not installed' for a missing optional package). */
+function loadProblem(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   if (/Cannot find (package|module)/.test(text)) return 'package not installed';
   return text.split('\n')[0]!;
@@ -261,7 +262,7 @@ export async function selectBackend(
     try {
       info = await tryCandidate(candidate, threads, backend !== 'auto');
     } catch (error) {
-      failures.push(`${candidate.name}: ${firstLine(error)}`);
+      failures.push(`${candidate.name}: ${loadProblem(error)}`);
       continue;
     }
     // A GPU is not always faster: a small model at a small batch is bound by the cost of each of its
@@ -318,7 +319,7 @@ export async function probeBackends(
         name: candidate.name,
         device: candidate.device,
         works: false,
-        reason: firstLine(error),
+        reason: loadProblem(error),
       });
     }
   }

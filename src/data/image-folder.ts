@@ -8,7 +8,7 @@ import sharp, { type OutputInfo } from 'sharp';
 import { selectImages, type Dataset, type ImageSet } from './dataset.js';
 import { Random } from './random.js';
 import type { ProgressFactory } from '../reports/progress.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, firstLine } from '../errors.js';
 import { isDirectory } from '../util/fs.js';
 import { readCache, writeCache, type CacheHeader } from './image-cache.js';
 
@@ -168,10 +168,6 @@ export async function decodeImage(
   return data;
 }
 
-function firstLine(message: string): string {
-  return message.split('\n')[0]!.trim();
-}
-
 async function decodeAll(
   entries: Entry[],
   size: { height: number; width: number },
@@ -194,7 +190,7 @@ async function decodeAll(
       try {
         images.set(await decodeImage(entry.abs, size), i * imageBytes);
       } catch (error) {
-        failures.push({ rel: entry.rel, reason: firstLine((error as Error).message) });
+        failures.push({ rel: entry.rel, reason: firstLine(error) });
       }
       done++;
       if (done % 256 === 0 || done === entries.length) bar.update(done);

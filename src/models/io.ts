@@ -7,7 +7,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 
 import { readBoundedFile } from '../util/bounded-read.js';
-import { InputError } from '../errors.js';
+import { InputError, fileProblem } from '../errors.js';
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -66,13 +66,6 @@ function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function reasonOf(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  return code ?? (error as Error).message.split('\n')[0]!;
-}
-
 /** A weights path of model.json, refused unless it names a file inside the model folder. */
 function weightsPath(folder: string, path: string, modelJsonPath: string): string {
   const unsafe =
@@ -114,7 +107,7 @@ export async function loadModelFile(
     try {
       bytes = await readBoundedFile(file, maxBytes);
     } catch (error) {
-      throw new InputError(`cannot read the model file ${file} (${reasonOf(error)})`);
+      throw new InputError(`cannot read the model file ${file} (${fileProblem(error)})`);
     }
     if (options.sha256) {
       const name = relative(folder, file).split(sep).join('/');

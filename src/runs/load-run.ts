@@ -11,7 +11,7 @@ import { loadModelFile } from '../models/io.js';
 import type { Metrics } from './metrics.js';
 import { readBoundedFile } from '../util/bounded-read.js';
 import { parseManifest, type Manifest } from './manifest.js';
-import { InputError, ManifestError } from '../errors.js';
+import { InputError, ManifestError, fileProblem } from '../errors.js';
 import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
 
 /** run.json and metrics.json are kilobytes; a file far larger is not one we wrote. */
@@ -40,20 +40,13 @@ export function findRunFolder(run: string, experimentsFolder = DEFAULT_EXPERIMEN
   return path;
 }
 
-function reasonOf(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  return code ?? (error as Error).message.split('\n')[0]!;
-}
-
 /** A JSON file of the run folder, parsed; bounded in size. */
 async function readJson(file: string): Promise<unknown> {
   let text: string;
   try {
     text = (await readBoundedFile(file, MAX_JSON_BYTES)).toString('utf8');
   } catch (error) {
-    throw new InputError(`${file}: cannot be read (${reasonOf(error)})`);
+    throw new InputError(`${file}: cannot be read (${fileProblem(error)})`);
   }
   try {
     return JSON.parse(text) as unknown;

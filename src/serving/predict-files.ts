@@ -11,6 +11,7 @@ import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import { SERVING_DEFAULTS, type PredictOptionsInput } from '../model-options.js';
 import type { ClassifierModel, Prediction } from './model.js';
+import { firstLine } from '../errors.js';
 
 export type OutputFormat = 'table' | 'json' | 'csv';
 
@@ -44,11 +45,12 @@ function byCodeUnit(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function firstLine(error: unknown): string {
-  const e = error as NodeJS.ErrnoException;
-  if (e.code === 'ENOENT') return 'no such file or folder';
-  if (e.code === 'EACCES') return 'permission denied';
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
+/** Why an input was skipped: it may be a file or a folder. */
+function whySkipped(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file or folder';
+  if (code === 'EACCES') return 'permission denied';
+  return firstLine(error);
 }
 
 function isImageName(name: string): boolean {
@@ -80,7 +82,7 @@ export async function listImageFiles(
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch (error) {
-      onError({ file: dir, reason: firstLine(error) });
+      onError({ file: dir, reason: whySkipped(error) });
       return;
     }
     entries.sort((a, b) => byCodeUnit(a.name, b.name));
@@ -102,7 +104,7 @@ export async function listImageFiles(
       if (s.isDirectory()) await walk(input, new Set());
       else await add(input);
     } catch (error) {
-      onError({ file: input, reason: firstLine(error) });
+      onError({ file: input, reason: whySkipped(error) });
     }
   }
   return files;
@@ -130,7 +132,7 @@ async function decodeBatch(model: ClassifierModel, files: string[], concurrency:
     try {
       out[i] = { file, image: await model.decode(file) };
     } catch (error) {
-      out[i] = { file, error: firstLine(error) };
+      out[i] = { file, error: whySkipped(error) };
     }
   });
   return out;

@@ -2,7 +2,7 @@
 // handlers act synchronously (between two awaits), so that the folder is always in exactly one of
 // three places: the finished run, `.<run>.partial` with a checkpoint, or gone.
 import type { RunConfig } from '../config.js';
-import { TrainingDiverged, TrainingFailed, TrainingInterrupted } from '../errors.js';
+import { lineWithoutPath, TrainingDiverged, TrainingFailed, TrainingInterrupted } from '../errors.js';
 import { clearProgressLine, type Progress } from '../reports/progress.js';
 import { describeCheckpoint } from '../runs/checkpoint.js';
 import { abandonRunFolder, suspendRunFolder, type RunFolder } from '../runs/run-folder.js';
@@ -62,7 +62,7 @@ export function settleAtOnce(run: RunState, config: RunConfig): TrainingInterrup
   } catch (moveError) {
     // Inside a signal handler: say where the folder still is rather than throw.
     error = new TrainingInterrupted(
-      `${what}; the run's folder could not be ${kept !== null ? 'kept for --resume' : 'removed'} (${firstLine(moveError)}): it is still ${folder!.tmpPath}`,
+      `${what}; the run's folder could not be ${kept !== null ? 'kept for --resume' : 'removed'} (${lineWithoutPath(moveError)}): it is still ${folder!.tmpPath}`,
     );
   }
   run.stopped = error;
@@ -136,15 +136,9 @@ export function releaseFolder(run: RunState, config: RunConfig, error: unknown):
   }
   const resumeCommand = resumeCommandFor(config);
   return new TrainingFailed(
-    `${firstLine(error)}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
+    `${lineWithoutPath(error)}; ${kept} is kept in ${partial}; resume with: ${resumeCommand}`,
     resumeCommand,
     partial,
     { cause: error },
   );
-}
-
-/** The error's first line, without the path a failed system call names (it may have moved since). */
-export function firstLine(error: unknown): string {
-  const line = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
-  return (error as NodeJS.ErrnoException).syscall ? line.replace(/, \w+ '[^']*'( -> '[^']*')?$/, '') : line;
 }

@@ -14,7 +14,7 @@ import { channelStatistics } from '../data/batches.js';
 import { splitValidation } from '../data/dataset.js';
 import { datasetOptions, loadDataset } from '../data/load.js';
 import { Random } from '../data/random.js';
-import { RunNameTaken, TrainingInterrupted } from '../errors.js';
+import { lineWithoutPath, RunNameTaken, TrainingInterrupted } from '../errors.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
 import { clearProgressLine, silentProgress, type ProgressFactory } from '../reports/progress.js';
 import {
@@ -43,14 +43,7 @@ import { checkValidationImages, describeTest, evaluateModel } from './evaluate.j
 import { fewStepsWarning, StopRequested, trainEpochs } from './loop.js';
 import { loadPretrainedWeights, resolvePretrained } from './pretrained.js';
 import { assertSameData, restoreWeights, resumedConfig } from './resume.js';
-import {
-  firstLine,
-  keepInterrupted,
-  newRunState,
-  releaseFolder,
-  settleAtOnce,
-  type RunState,
-} from './run-state.js';
+import { keepInterrupted, newRunState, releaseFolder, settleAtOnce, type RunState } from './run-state.js';
 import { Sgd } from './sgd.js';
 import { measureTrainingStep } from './step.js';
 import { plural } from '../reports/format.js';
@@ -288,9 +281,12 @@ async function trainRun(
             try {
               await save(state, 'epoch-end');
             } catch (error) {
-              throw new Error(`cannot write the checkpoint of epoch ${state.epoch} (${firstLine(error)})`, {
-                cause: error,
-              });
+              throw new Error(
+                `cannot write the checkpoint of epoch ${state.epoch} (${lineWithoutPath(error)})`,
+                {
+                  cause: error,
+                },
+              );
             }
             stillOurs();
             await options.onEpoch?.(metrics);
@@ -306,7 +302,7 @@ async function trainRun(
         await save(error.state, 'interrupted');
       } catch (saveError) {
         // A full disk: the epoch checkpoint before it is still there (or nothing, in epoch 1).
-        problem = `its checkpoint could not be written (${firstLine(saveError)})`;
+        problem = `its checkpoint could not be written (${lineWithoutPath(saveError)})`;
       }
       stillOurs();
       log(`interrupted in epoch ${epoch} after ${step} steps; ${problem || 'checkpoint saved'}`);
@@ -338,7 +334,7 @@ async function trainRun(
         log,
       });
     } catch (error) {
-      throw new Error(`cannot write the run's files (${firstLine(error)})`, { cause: error });
+      throw new Error(`cannot write the run's files (${lineWithoutPath(error)})`, { cause: error });
     }
     stillOurs();
     await runLog.close();
@@ -357,7 +353,7 @@ async function trainRun(
     run.folder = undefined;
     // Kept until the run was in place: a kill before that leaves it resumable.
     await removeCheckpoint(folder.finalPath).catch((error: unknown) =>
-      log(`warning: could not remove the checkpoint from ${folder.finalPath} (${firstLine(error)})`),
+      log(`warning: could not remove the checkpoint from ${folder.finalPath} (${lineWithoutPath(error)})`),
     );
     options.log?.(`run written to ${folder.finalPath}`);
     return { runPath: folder.finalPath, manifest, metrics };
