@@ -10,6 +10,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { DEFAULT_EXPERIMENTS_FOLDER } from '../src/config.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -92,7 +93,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     if (!(m in MODES)) throw new UsageError(`--modes: '${m}' is not one of ${Object.keys(MODES).join(', ')}`);
   return {
     run: values.run,
-    experimentsFolder: values['experiments-folder'] ?? './experiments',
+    experimentsFolder: values['experiments-folder'] ?? DEFAULT_EXPERIMENTS_FOLDER,
     duration: values.duration === undefined ? 10 : positive('duration', values.duration, false),
     warmup: values.warmup === undefined ? 1 : Number(values.warmup),
     concurrency: (values.concurrency ?? '1,8').split(',').map((c) => positive('concurrency', c, true)),

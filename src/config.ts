@@ -43,6 +43,9 @@ export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
  * which does not check it, wrote the batch over the heap's own bookkeeping: a hang at 100% CPU that
  * ignored Ctrl-C (native), or a "divide by zero" trap (wasm).
  */
+/** Where runs go unless --experiments-folder says otherwise. */
+export const DEFAULT_EXPERIMENTS_FOLDER = './experiments';
+
 export const MAX_BATCH_SIZE = 1024;
 
 export const runConfigSchema = z
@@ -55,7 +58,7 @@ export const runConfigSchema = z
     experimentsFolder: z
       .string()
       .min(1)
-      .default('./experiments')
+      .default(DEFAULT_EXPERIMENTS_FOLDER)
       .describe('Folder that holds all experiments'),
 
     // --- data

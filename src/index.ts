@@ -33,16 +33,11 @@ export {
   type TrialResult,
 } from './sweeps/run-sweep.js';
 export { readSweepFile, type Sweep, type Trial } from './sweeps/sweep-file.js';
-export {
-  DEFAULT_EXPERIMENTS_FOLDER,
-  RUN_FILES,
-  runPath,
-  partialPath,
-  evaluationFiles,
-} from './runs/layout.js';
+export { RUN_FILES, runPath, partialPath, evaluationFiles } from './runs/layout.js';
 export {
   runConfigSchema,
   parseRunConfig,
+  DEFAULT_EXPERIMENTS_FOLDER,
   loadConfigFile,
   mergeConfig,
   type RunConfig,

@@ -3,13 +3,13 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type RunConfig } from '../config.js';
+import { type RunConfig, DEFAULT_EXPERIMENTS_FOLDER } from '../config.js';
 import { renderComparison } from '../reports/charts.js';
 import type { Metrics } from './metrics.js';
 import { hasCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { loadRun } from './load-run.js';
 import { InputError } from '../errors.js';
-import { COMPARISON_FILE, DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
+import { COMPARISON_FILE, partialRunName, RUN_FILES } from './layout.js';
 import { percent, plural } from '../reports/format.js';
 
 export interface RunRow {
@@ -71,13 +71,13 @@ async function readRow(folder: string, name: string): Promise<RunRow | null> {
       history: metrics.history,
     };
   }
-  const partial = /^\.(.+)\.partial$/.exec(name);
-  if (partial && hasCheckpoint(runFolder)) {
+  const partial = partialRunName(name);
+  if (partial !== null && hasCheckpoint(runFolder)) {
     const checkpoint = await loadCheckpoint(runFolder);
     const history = checkpoint.state.history;
     const last = history[history.length - 1];
     return {
-      run: partial[1]!,
+      run: partial,
       status: 'interrupted',
       differences: {},
       config: checkpoint.config,

@@ -14,8 +14,6 @@ import { join, resolve } from 'node:path';
 // The model folder's own files are tfjs's format, named where it is written.
 import { MODEL_FILE, WEIGHTS_FILE } from '../models/io.js';
 
-export const DEFAULT_EXPERIMENTS_FOLDER = './experiments';
-
 const MODEL_FOLDER = 'model';
 
 /** The files of a finished run, relative to its folder (the keys of run.json's `files`). */
@@ -58,6 +56,11 @@ export function experimentPath(experimentsFolder: string, experiment: string): s
 /** Where an interrupted run waits to be resumed. */
 export function partialName(run: string): string {
   return `.${run}.partial`;
+}
+
+/** The run an experiment's entry `.<run>.partial` waits for; null for any other name. */
+export function partialRunName(entry: string): string | null {
+  return /^\.(.+)\.partial$/.exec(entry)?.[1] ?? null;
 }
 
 export function partialPath(experimentsFolder: string, experiment: string, run: string): string {

@@ -12,7 +12,8 @@ import type { Metrics } from './metrics.js';
 import { readBoundedFile } from '../util/bounded-read.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { InputError, ManifestError, fileProblem } from '../errors.js';
-import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
+import { RUN_FILES } from './layout.js';
+import { DEFAULT_EXPERIMENTS_FOLDER } from '../config.js';
 
 /** run.json and metrics.json are kilobytes; a file far larger is not one we wrote. */
 const MAX_JSON_BYTES = 16 * 2 ** 20;

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { findRunFolder, readManifest } from './load-run.js';
 import { manifestChecksum, sha256File } from './manifest.js';
-import { DEFAULT_EXPERIMENTS_FOLDER, RUN_FILES } from './layout.js';
+import { RUN_FILES } from './layout.js';
+import { DEFAULT_EXPERIMENTS_FOLDER } from '../config.js';
 
 export interface FileCheck {
   file: string;
