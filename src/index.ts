@@ -78,4 +78,12 @@ export {
   type Prediction,
 } from './serving/model.js';
 export { createServer, type ClassifierServer, type ServerOptions } from './serving/server.js';
-export { predictFiles, type PredictFilesOptions, type PredictFilesResult } from './serving/predict-files.js';
+export {
+  predictFiles,
+  predictRun,
+  type PredictFilesOptions,
+  type PredictFilesResult,
+  type PredictRunOptions,
+  type PredictRunResult,
+} from './serving/predict-files.js';
+export { serve, type ServeOptions, type RunningServer } from './serving/serve.js';

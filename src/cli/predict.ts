@@ -2,12 +2,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import { flagSpecs, parseOptions } from '../config.js';
 import { predictOptionsSchema } from '../model-options.js';
-import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
-import { ConfigError, EXIT, PROGRAM } from '../errors.js';
+import { EXIT, PROGRAM } from '../errors.js';
 import { plural } from '../reports/format.js';
 import { silentProgress, terminalProgress } from '../reports/progress.js';
-import { loadModel, smoothingNote } from '../serving/model.js';
-import { predictFiles } from '../serving/predict-files.js';
+import { predictRun } from '../serving/predict-files.js';
 import { addModelCommandFlags, givenFlags, PARSER_CONFIGURATION, runPositional } from './flags.js';
 
 function builder(y: Argv): Argv {
@@ -45,32 +43,22 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     givenFlags(argv, flagSpecs(predictOptionsSchema)),
   );
   const format = argv.json === true ? 'json' : argv.csv === true ? 'csv' : 'table';
-  const model = await loadModel(String(argv.run), modelOptions);
-  try {
-    // A live bar beside a table on the same terminal would garble it; JSON and CSV go to files or pipes.
-    const showProgress = format !== 'table' || !process.stdout.isTTY;
-    const result = await predictFiles(model, inputs, {
-      topK,
-      format,
-      batchSize,
-      progress: showProgress ? terminalProgress() : silentProgress,
-      onError: ({ file, reason }) => process.stderr.write(`${PROGRAM}: skipped ${file}: ${reason}\n`),
-    });
-    const note = smoothingNote(model.manifest.config.labelSmoothing, model.classNames.length);
-    if (note && result.predicted > 0) process.stderr.write(`${note}\n`);
-    if (result.images === 0 && result.failed.length === 0) {
-      throw new ConfigError(
-        `no image files in ${inputs.join(', ')} (looked for ${IMAGE_EXTENSIONS.join(' ')})`,
-      );
-    }
-    if (result.failed.length > 0) {
-      process.stderr.write(
-        `${PROGRAM}: ${plural(result.predicted, 'image')} predicted, ${result.failed.length} could not be read\n`,
-      );
-      process.exitCode = EXIT.failed;
-    }
-  } finally {
-    model.dispose();
+  // A live bar beside a table on the same terminal would garble it; JSON and CSV go to files or pipes.
+  const showProgress = format !== 'table' || !process.stdout.isTTY;
+  const result = await predictRun(String(argv.run), inputs, {
+    ...modelOptions,
+    topK,
+    format,
+    batchSize,
+    progress: showProgress ? terminalProgress() : silentProgress,
+    onError: ({ file, reason }) => process.stderr.write(`${PROGRAM}: skipped ${file}: ${reason}\n`),
+  });
+  if (result.note) process.stderr.write(`${result.note}\n`);
+  if (result.failed.length > 0) {
+    process.stderr.write(
+      `${PROGRAM}: ${plural(result.predicted, 'image')} predicted, ${result.failed.length} could not be read\n`,
+    );
+    process.exitCode = EXIT.failed;
   }
 }
 

@@ -2,10 +2,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { flagSpecs, parseOptions } from '../config.js';
 import { serveOptionsSchema } from '../model-options.js';
-import { ConfigError, EXIT } from '../errors.js';
+import { EXIT } from '../errors.js';
 import { plural } from '../reports/format.js';
-import { loadModel } from '../serving/model.js';
-import { createServer } from '../serving/server.js';
+import { serve } from '../serving/serve.js';
 import { addModelCommandFlags, EXIT_CODES, givenFlags, runPositional } from './flags.js';
 import { handleSignals } from './signals.js';
 
@@ -28,20 +27,12 @@ function builder(y: Argv): Argv {
 }
 
 async function handler(argv: Record<string, unknown>): Promise<void> {
-  const { port, host, maxBodyBytes, maxImages, topK, maxBatch, batchWindowMs, ...modelOptions } =
-    parseOptions(serveOptionsSchema, givenFlags(argv, flagSpecs(serveOptionsSchema)));
-  const model = await loadModel(String(argv.run), modelOptions);
-  console.log(
-    `model ${model.runId} (${model.manifest.config.model}, ${model.classNames.length} classes) loaded in ` +
-      `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${plural(model.backend.threads, 'thread')})`,
-  );
-  const server = createServer(model, {
-    maxBodyBytes,
-    maxImages,
-    topK,
-    batching: { maxBatch, windowMs: batchWindowMs },
+  const options = parseOptions(serveOptionsSchema, givenFlags(argv, flagSpecs(serveOptionsSchema)));
+  const server = await serve(String(argv.run), {
+    ...options,
     log: argv.quiet === true ? undefined : (line) => console.log(line),
   });
+  const { model } = server;
   // Signals are handled from here on: the first drains, a second one while draining quits at once.
   const signals = handleSignals({
     first: () => {},
@@ -49,14 +40,11 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     sameWithinMs: DUPLICATE_SIGNAL_MS,
   });
   try {
-    let address;
-    try {
-      address = await server.listen(port, host);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new ConfigError(`cannot listen on ${host}:${port} (${code ?? (error as Error).message})`);
-    }
-    console.log(`listening on ${address.url}: POST /predict, GET /healthz, GET /metrics, GET /model`);
+    console.log(
+      `model ${model.runId} (${model.manifest.config.model}, ${model.classNames.length} classes) loaded in ` +
+        `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${plural(model.backend.threads, 'thread')})`,
+    );
+    console.log(`listening on ${server.url}: POST /predict, GET /healthz, GET /metrics, GET /model`);
     const signal = await signals.first;
     console.log(`${signal}: no new connections; finishing the requests in flight`);
     await server.close();
@@ -65,7 +53,6 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     setTimeout(() => process.exit(), 2000).unref();
   } finally {
     signals.done();
-    model.dispose();
   }
 }
 

@@ -10,8 +10,8 @@ import sharp from 'sharp';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { silentProgress, type ProgressFactory } from '../reports/progress.js';
 import { SERVING_DEFAULTS, type PredictOptionsInput } from '../model-options.js';
-import type { ClassifierModel, Prediction } from './model.js';
-import { firstLine } from '../errors.js';
+import { loadModel, smoothingNote, type ClassifierModel, type Prediction } from './model.js';
+import { firstLine, InputError } from '../errors.js';
 
 export type OutputFormat = 'table' | 'json' | 'csv';
 
@@ -281,4 +281,37 @@ export async function predictFiles(
     output.off('error', onOutputError);
   }
   return { images: files.length, predicted, failed };
+}
+
+export interface PredictRunOptions
+  extends PredictFilesOptions, Omit<PredictOptionsInput, 'topK' | 'batchSize'> {}
+
+export interface PredictRunResult extends PredictFilesResult {
+  /** Said once when the model's probabilities cannot reach 100% (label smoothing); null otherwise. */
+  note: string | null;
+}
+
+/**
+ * `predict <run> <inputs..>`: loads the run's model, classifies every image under `inputs` (rows to
+ * `output`), and frees the model. Refuses (InputError) inputs that hold no image files at all.
+ */
+export async function predictRun(
+  run: string,
+  inputs: string[],
+  options: PredictRunOptions = {},
+): Promise<PredictRunResult> {
+  const { experimentsFolder, device, backend, threads, ...predictOptions } = options;
+  const model = await loadModel(run, { experimentsFolder, device, backend, threads });
+  try {
+    const result = await predictFiles(model, inputs, predictOptions);
+    if (result.images === 0 && result.failed.length === 0) {
+      throw new InputError(
+        `no image files in ${inputs.join(', ')} (looked for ${IMAGE_EXTENSIONS.join(' ')})`,
+      );
+    }
+    const note = smoothingNote(model.manifest.config.labelSmoothing, model.classNames.length);
+    return { ...result, note: result.predicted > 0 ? note : null };
+  } finally {
+    model.dispose();
+  }
 }
