@@ -64,6 +64,7 @@ export {
   type BackendReport,
 } from './backends/select.js';
 export { buildModel } from './models/index.js';
+export { doctor, type DoctorReport } from './training/doctor.js';
 export { noTracker, type Tracker, type TrackerFactory, type RunSummary } from './tracking/tracker.js';
 export type { Dataset, ImageSet } from './data/dataset.js';
 export { terminalProgress, silentProgress, type Progress, type ProgressFactory } from './reports/progress.js';
