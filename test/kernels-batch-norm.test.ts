@@ -2,7 +2,7 @@
 // stock tfjs formulation (moments + batchNorm) on the cpu backend.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNormNHWC, useBatchNormNHWCForLoadedModels } from '../src/models/layers/batch-norm.js';
+import { BatchNormNHWC } from '../src/models/layers/batch-norm.js';
 import { registerWasmTrainingKernels } from '../src/backends/wasm/kernels.js';
 import { compare, runBatchNorm, SHAPE, type Result } from './helpers/batch-norm.js';
 import { randomArray, expectClose, sameBits } from './helpers/numeric.js';
@@ -100,12 +100,6 @@ describe('BatchNormNHWC layer', () => {
       await (ours.predict(x) as tf.Tensor).data(),
       'loaded model output',
     );
-
-    // Opt-in: loaded models get our layer (e.g. to resume training).
-    useBatchNormNHWCForLoadedModels();
-    const loaded2 = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
-    expect(loaded2.layers[1]).toBeInstanceOf(BatchNormNHWC);
-    expect(loaded2.layers[1]!.getClassName()).toBe('BatchNormalization');
   });
 
   it('gives the same gradients as the stock layer inside a model', async () => {

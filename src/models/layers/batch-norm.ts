@@ -45,9 +45,9 @@ const StockBatchNormalization = registered[0] as unknown as {
  * step uses `batchNormTraining`. Inference is the stock layer's.
  *
  * It serialises as a plain `BatchNormalization`, so a saved model.json loads
- * with `tf.loadLayersModel` in any program (as the stock layer). To have
- * models loaded in this program use this layer instead (for resumed training),
- * call `useBatchNormNHWCForLoadedModels()` before loading.
+ * with `tf.loadLayersModel` in any program (as the stock layer). Resumed and
+ * fine-tuned runs build the model anew and copy the weights in, so they train
+ * with this layer.
  */
 export class BatchNormNHWC extends StockBatchNormalization {
   static override className = 'BatchNormNHWC';
@@ -89,18 +89,3 @@ export class BatchNormNHWC extends StockBatchNormalization {
   }
 }
 tf.serialization.registerClass(BatchNormNHWC);
-
-/** Registered under the stock name by `useBatchNormNHWCForLoadedModels`. */
-class BatchNormNHWCAsStock extends BatchNormNHWC {
-  static override className = 'BatchNormalization';
-}
-
-/**
- * Makes `tf.loadLayersModel` (and `tf.models.modelFromJSON`) in this program
- * build `BatchNormNHWC` layers for saved `BatchNormalization` layers, e.g. to
- * resume training a checkpoint at full speed. Global and irreversible for the
- * process; the layers behave the same, only training is faster.
- */
-export function useBatchNormNHWCForLoadedModels(): void {
-  tf.serialization.registerClass(BatchNormNHWCAsStock);
-}
