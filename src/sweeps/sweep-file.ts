@@ -8,6 +8,7 @@ import { flagName, keyName, parseRunConfig, type RunConfig } from '../config.js'
 import { Random } from '../data/random.js';
 import { readBoundedFileSync } from '../util/bounded-read.js';
 import { ConfigError } from '../errors.js';
+import { LOGGED_METRIC_NAMES } from '../tracking/tracker.js';
 
 const scalar = z.union([z.number(), z.string(), z.boolean()]);
 
@@ -27,9 +28,15 @@ const parameterSchema = z.union([
 ]);
 export type SweepParameter = z.infer<typeof parameterSchema>;
 
-/** Metrics a sweep can optimise (W&B-style snake_case names accepted). */
+/**
+ * Metrics a sweep can optimise: our names (snake_case too) or the names `--wandb` logs them under
+ * (`validation/accuracy`), so that one sweep file serves both.
+ */
 const METRICS = ['validationAccuracy', 'validationLoss', 'testAccuracy', 'testLoss'] as const;
 export type SweepMetricName = (typeof METRICS)[number];
+const BY_LOGGED_NAME = new Map<string, string>(
+  Object.entries(LOGGED_METRIC_NAMES).map(([key, logged]) => [logged, key]),
+);
 
 const sweepSchema = z
   .object({
@@ -38,7 +45,10 @@ const sweepSchema = z
     method: z.enum(['grid', 'random']),
     metric: z
       .object({
-        name: z.string().transform(keyName).pipe(z.enum(METRICS)),
+        name: z
+          .string()
+          .transform((name) => BY_LOGGED_NAME.get(name) ?? keyName(name))
+          .pipe(z.enum(METRICS)),
         goal: z.enum(['maximize', 'minimize']).default('maximize'),
       })
       .default({ name: 'validationAccuracy', goal: 'maximize' }),

@@ -4,6 +4,19 @@ import type { RunConfig } from '../config.js';
 import type { WandbTracking } from '../runs/manifest.js';
 import type { EpochMetrics } from '../runs/metrics.js';
 
+/**
+ * The names a tracker logs the metrics under (W&B's panels group them by the prefix), by our key: a
+ * sweep file may name its metric either way.
+ */
+export const LOGGED_METRIC_NAMES = {
+  trainLoss: 'train/loss',
+  trainAccuracy: 'train/accuracy',
+  validationLoss: 'validation/loss',
+  validationAccuracy: 'validation/accuracy',
+  testLoss: 'test/loss',
+  testAccuracy: 'test/accuracy',
+} as const;
+
 /** What run.json records about tracking. */
 export type TrackingRecord = { wandb: WandbTracking };
 

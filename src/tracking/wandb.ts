@@ -13,6 +13,7 @@ import type { RunConfig } from '../config.js';
 import type { WandbTracking } from '../runs/manifest.js';
 import type { EpochMetrics } from '../runs/metrics.js';
 import {
+  LOGGED_METRIC_NAMES,
   noTracker,
   type RunSummary,
   type Tracker,
@@ -238,10 +239,10 @@ class WandbTracker implements Tracker {
       step: metrics.epoch,
       data: {
         epoch: metrics.epoch,
-        'train/loss': metrics.trainLoss,
-        'train/accuracy': metrics.trainAccuracy,
-        'validation/loss': metrics.validationLoss,
-        'validation/accuracy': metrics.validationAccuracy,
+        [LOGGED_METRIC_NAMES.trainLoss]: metrics.trainLoss,
+        [LOGGED_METRIC_NAMES.trainAccuracy]: metrics.trainAccuracy,
+        [LOGGED_METRIC_NAMES.validationLoss]: metrics.validationLoss,
+        [LOGGED_METRIC_NAMES.validationAccuracy]: metrics.validationAccuracy,
         learning_rate: metrics.learningRate,
         images_per_second: metrics.imagesPerSecond,
         epoch_seconds: metrics.seconds,
@@ -255,7 +256,10 @@ class WandbTracker implements Tracker {
     // A run with no test split measured nothing there: no test metrics rather than NaN.
     const data: Record<string, number> = {};
     if (Number.isFinite(summary.accuracy)) {
-      Object.assign(data, { 'test/accuracy': summary.accuracy, 'test/loss': summary.loss });
+      Object.assign(data, {
+        [LOGGED_METRIC_NAMES.testAccuracy]: summary.accuracy,
+        [LOGGED_METRIC_NAMES.testLoss]: summary.loss,
+      });
       summary.classNames.forEach((name, i) => {
         data[`test/class_accuracy/${name}`] = summary.perClassAccuracy[i] ?? 0;
       });
