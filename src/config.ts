@@ -254,16 +254,49 @@ export function loadConfigFile(path: string): Record<string, unknown> {
 }
 
 /**
- * A config file's options underneath, the flags (or a caller's overrides) on top, both by schema key
- * (or as the flags spell them). Validate the result with parseRunConfig.
+ * Layers of options by schema key (or as the flags spell them), lowest first: e.g. a config file's,
+ * then the environment's, then the flags. Validate the result with parseRunConfig.
  */
-export function mergeConfig(
-  fromFile: Record<string, unknown>,
-  fromFlags: Record<string, unknown>,
-): Record<string, unknown> {
-  const byKey = (options: Record<string, unknown>) =>
-    Object.entries(options).map(([k, v]) => [keyName(k), v] as const);
-  return Object.fromEntries([...byKey(fromFile), ...byKey(fromFlags)]);
+export function mergeConfig(...layers: Array<Record<string, unknown>>): Record<string, unknown> {
+  return Object.fromEntries(
+    layers.flatMap((options) => Object.entries(options).map(([k, v]) => [keyName(k), v] as const)),
+  );
+}
+
+/** The prefix of the environment variables that give run options: IMAGE_CLASSIFIER_LEARNING_RATE=0.05. */
+export const ENV_PREFIX = 'IMAGE_CLASSIFIER_';
+
+/** `learningRate` -> `IMAGE_CLASSIFIER_LEARNING_RATE`. */
+export function envName(key: string): string {
+  return ENV_PREFIX + flagName(key).toUpperCase().replace(/-/g, '_');
+}
+
+/**
+ * Run options from the environment (IMAGE_CLASSIFIER_<FLAG>, e.g. IMAGE_CLASSIFIER_EPOCHS=4), typed as
+ * the flags are: numbers as typed (decimal), booleans true/false/1/0. Other IMAGE_CLASSIFIER_*
+ * variables (the CIFAR-10 URL, the serving token) are not options and are left alone.
+ */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const spec of flagSpecs()) {
+    const name = envName(spec.key);
+    const text = env[name];
+    if (text === undefined || text === '') continue;
+    if (spec.type === 'number') {
+      const value = Number(text.trim());
+      if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text.trim()) || !Number.isFinite(value))
+        throw new ConfigError(`$${name} must be a number (got ${JSON.stringify(text)})`);
+      options[spec.key] = value;
+    } else if (spec.type === 'boolean') {
+      const value = { true: true, '1': true, false: false, '0': false }[text.trim().toLowerCase()];
+      if (value === undefined)
+        throw new ConfigError(`$${name} must be true, false, 1 or 0 (got ${JSON.stringify(text)})`);
+      options[spec.key] = value;
+    } else {
+      options[spec.key] = text;
+    }
+  }
+  return options;
 }
 
 /** A value as the user wrote it: JSON, but Infinity and NaN as themselves (JSON says null). */

@@ -1,9 +1,14 @@
 // `doctor`: which compute backends load and work here.
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { doctor } from '../training/doctor.js';
+import { jsonOption } from './flags.js';
 
-async function handler(): Promise<void> {
+async function handler(argv: Record<string, unknown>): Promise<void> {
   const report = await doctor();
+  if (argv.json === true) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
   console.log(`node ${report.node}, ${report.platform}`);
   const { model, batchSize } = report.measured;
   for (const b of report.backends) {
@@ -17,6 +22,6 @@ async function handler(): Promise<void> {
 export const doctorCommand: CommandModule = {
   command: 'doctor',
   describe: 'List the compute backends: which load and work here, and why the others do not',
-  builder: {},
+  builder: (y: Argv) => jsonOption(y),
   handler,
 };

@@ -206,3 +206,16 @@ export function addModelCommandFlags(y: Argv, schema: Parameters<typeof flagSpec
 export function runPositional(y: Argv): Argv {
   return y.positional('run', { type: 'string', describe: '<experiment>/<run>, or the path of a run folder' });
 }
+
+/** `--json`: the command's result as JSON on stdout (its progress and log lines go to stderr). */
+export function jsonOption(
+  y: Argv,
+  describe = 'Print the result as JSON (progress and log lines on stderr)',
+): Argv {
+  return y.option('json', { type: 'boolean', describe });
+}
+
+/** Where a command's log lines go: stderr when stdout holds JSON. */
+export function logTo(argv: Record<string, unknown>): (line: string) => void {
+  return argv.json === true ? (line) => process.stderr.write(`${line}\n`) : (line) => console.log(line);
+}

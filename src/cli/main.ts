@@ -33,6 +33,8 @@ export async function main(args: string[]): Promise<void> {
     .command(predictCommand)
     .command(serveCommand)
     .command(doctorCommand)
+    // `eval "$(image-classifier-trainer completion)"` in ~/.bashrc (or ~/.zshrc): commands and flags.
+    .completion('completion', 'Print a bash/zsh completion script (add its output to ~/.bashrc or ~/.zshrc)')
     .strict()
     .parserConfiguration(PARSER_CONFIGURATION)
     .wrap(Math.min(120, process.stdout.columns ?? 100))

@@ -3,11 +3,11 @@ import type { Argv, CommandModule } from 'yargs';
 import { EXIT } from '../errors.js';
 import { terminalProgress } from '../reports/progress.js';
 import { reproduce, type ReproductionReport } from '../training/reproduce.js';
-import { experimentsFolderOption, EXIT_CODES, runPositional } from './flags.js';
+import { experimentsFolderOption, EXIT_CODES, jsonOption, logTo, runPositional } from './flags.js';
 import { TRAIN_INTERRUPT_MESSAGES, trainingSignals } from './signals.js';
 
 function builder(y: Argv): Argv {
-  return runPositional(experimentsFolderOption(y))
+  return jsonOption(runPositional(experimentsFolderOption(y)))
     .option('run-name', { type: 'string', describe: 'Name of the new run (default <run>-repro-N)' })
     .option('allow-data-change', {
       type: 'boolean',
@@ -44,13 +44,14 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
       experimentsFolder: argv.experimentsFolder as string,
       runName: argv.runName as string | undefined,
       allowDataChange: argv.allowDataChange === true,
-      log: (line) => console.log(line),
+      log: logTo(argv),
       progress: terminalProgress(),
       signal,
       stopNow,
     });
-    print(report);
     if (!report.identical) process.exitCode = EXIT.differs;
+    if (argv.json === true) console.log(JSON.stringify(report, null, 2));
+    else print(report);
   } finally {
     done();
   }

@@ -1,6 +1,6 @@
 // `sweep <file>`: the trials of a sweep file as runs of one experiment, then their comparison.
 import type { Argv, CommandModule } from 'yargs';
-import { loadConfigFile, mergeConfig } from '../config.js';
+import { configFromEnv, loadConfigFile, mergeConfig } from '../config.js';
 import { EXIT } from '../errors.js';
 import { comparisonTable } from '../runs/compare.js';
 import { runSweep, sweepMatrix, type SweepResult } from '../sweeps/run-sweep.js';
@@ -81,8 +81,10 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
   const file = String(argv.file);
   const experimentName = argv.experimentName as string | undefined;
   // The experiment's name is the sweep's option (default: the sweep's name), not a trial's.
+  const { experimentName: _e, runName: _r, ...fromEnv } = configFromEnv();
   const base = mergeConfig(
     typeof argv.config === 'string' ? loadConfigFile(argv.config) : {},
+    fromEnv,
     givenRunFlags(argv, ['experimentName']),
   );
   if (argv.matrix === true) {

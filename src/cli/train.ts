@@ -1,6 +1,16 @@
 // The default command: train one run. Options from a --config file underneath, explicit flags on top.
 import type { Argv, CommandModule } from 'yargs';
-import { loadConfigFile, mergeConfig, parseRunConfig, type RunConfigInput } from '../config.js';
+import { stringify } from 'yaml';
+import {
+  configFromEnv,
+  flagName,
+  loadConfigFile,
+  mergeConfig,
+  parseRunConfig,
+  type RunConfig,
+  type RunConfigInput,
+} from '../config.js';
+import { redactConfig } from '../util/redact.js';
 import { ConfigError } from '../errors.js';
 import { percent } from '../reports/format.js';
 import { terminalProgress } from '../reports/progress.js';
@@ -14,6 +24,13 @@ function builder(y: Argv): Argv {
       type: 'string',
       describe: 'YAML or JSON file of options (keys as flags, kebab- or camelCase); flags override it',
       group: 'Options:',
+    })
+    .option('print-config', {
+      type: 'boolean',
+      describe:
+        'Print the resolved configuration (file, $IMAGE_CLASSIFIER_*, flags, defaults) as YAML that --config loads, and exit',
+      group: 'Options:',
+      conflicts: 'resume',
     })
     .option('resume', {
       type: 'boolean',
@@ -52,7 +69,11 @@ function builder(y: Argv): Argv {
  */
 function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   const file = typeof argv.config === 'string' ? argv.config : undefined;
-  const merged = mergeConfig(file === undefined ? {} : loadConfigFile(file), givenRunFlags(argv));
+  const merged = mergeConfig(
+    file === undefined ? {} : loadConfigFile(file),
+    configFromEnv(),
+    givenRunFlags(argv),
+  );
   if (argv.resume === true) return merged as RunConfigInput;
   try {
     return parseRunConfig(merged);
@@ -64,8 +85,20 @@ function resolveConfig(argv: Record<string, unknown>): RunConfigInput {
   }
 }
 
+/** The configuration as a --config file: flag names as keys, secrets in URLs redacted. */
+function configYaml(config: RunConfig): string {
+  const redacted = redactConfig(config) as Record<string, unknown>;
+  return stringify(
+    Object.fromEntries(Object.entries(redacted).map(([key, value]) => [flagName(key), value])),
+  );
+}
+
 async function handler(argv: Record<string, unknown>): Promise<void> {
   const config = resolveConfig(argv);
+  if (argv.printConfig === true) {
+    process.stdout.write(configYaml(config as RunConfig));
+    return;
+  }
   const interrupts = trainingSignals(TRAIN_INTERRUPT_MESSAGES);
   try {
     const result = await train(config, {

@@ -2,14 +2,19 @@
 import type { Argv, CommandModule } from 'yargs';
 import { EXIT } from '../errors.js';
 import { verifyRun } from '../runs/verify.js';
-import { experimentsFolderOption, EXIT_CODES, runPositional } from './flags.js';
+import { experimentsFolderOption, EXIT_CODES, jsonOption, runPositional } from './flags.js';
 
 function builder(y: Argv): Argv {
-  return runPositional(experimentsFolderOption(y)).epilogue(EXIT_CODES);
+  return jsonOption(runPositional(experimentsFolderOption(y))).epilogue(EXIT_CODES);
 }
 
 async function handler(argv: Record<string, unknown>): Promise<void> {
   const report = await verifyRun(String(argv.run), argv.experimentsFolder as string);
+  if (!report.ok) process.exitCode = EXIT.differs;
+  if (argv.json === true) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
   for (const f of report.files) console.log(`${f.status.padEnd(8)} ${f.file}`);
   const bad = report.files.filter((f) => f.status !== 'ok');
   console.log(
@@ -17,7 +22,6 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
       ? `${report.path}: all ${report.files.length} files match run.json`
       : `${report.path}: ${bad.length} of ${report.files.length} files changed or missing since the run was written`,
   );
-  if (!report.ok) process.exitCode = EXIT.differs;
 }
 
 export const verifyCommand: CommandModule = {
