@@ -202,8 +202,9 @@ export function checkTrainingWorkflow(text: string, specs: FlagSpec[], metadata:
   const upload = steps.find((step) => step.uses?.startsWith('actions/upload-artifact@'));
   if (!upload) problems.push('no actions/upload-artifact step');
   else {
-    if (upload.uses !== 'actions/upload-artifact@v4')
-      problems.push(`${upload.uses}: expected actions/upload-artifact@v4`);
+    // Pinned to a commit, as every action is (test/ship-release.test.ts).
+    if (!/^actions\/upload-artifact@[0-9a-f]{40}$/.test(upload.uses!))
+      problems.push(`${upload.uses}: expected actions/upload-artifact pinned to a commit SHA`);
     if (upload.with?.path !== 'experiments/${{ inputs.experiment_name }}/${{ inputs.run_name }}')
       problems.push(`the artifact is ${String(upload.with?.path)}, not the run folder`);
     if (!String(upload.with?.name ?? '').includes('${{ inputs.run_name }}'))
@@ -376,6 +377,43 @@ export function checkDockerignore(dockerignore: string, dockerfile: string): str
     if (instruction.keyword !== 'COPY' || instruction.args.startsWith('--from')) continue;
     for (const source of instruction.args.split(/\s+/).slice(0, -1))
       if (!allowed.includes(source)) problems.push(`COPY ${source}: excluded by .dockerignore`);
+  }
+  return problems;
+}
+
+/**
+ * What an image says about itself: OCI labels (its version the package's), the serving port EXPOSEd,
+ * and a HEALTHCHECK that asks GET /healthz with Node's fetch (a slim image has no curl).
+ */
+export function checkImageMetadata(text: string, version: string, port = 8080): string[] {
+  const problems: string[] = [];
+  const docker = parseDockerfile(text);
+  const labels = docker.instructions
+    .filter((i) => i.keyword === 'LABEL')
+    .map((i) => i.args)
+    .join(' ');
+  for (const key of ['title', 'description', 'version', 'licenses', 'source'])
+    if (!new RegExp(`org\\.opencontainers\\.image\\.${key}=`).test(labels))
+      problems.push(`no org.opencontainers.image.${key} label`);
+  const labelVersion = /org\.opencontainers\.image\.version="?([^"\s]+)/.exec(labels)?.[1];
+  if (labelVersion !== undefined && labelVersion !== version)
+    problems.push(`org.opencontainers.image.version is ${labelVersion}, the package is ${version}`);
+  if (!docker.instructions.some((i) => i.keyword === 'EXPOSE' && i.args.split(/\s+/).includes(String(port))))
+    problems.push(`does not EXPOSE ${port}`);
+  const healthcheck = docker.instructions.find((i) => i.keyword === 'HEALTHCHECK');
+  if (!healthcheck) problems.push('no HEALTHCHECK');
+  else {
+    const command = /\bCMD\s+(\[.*\])\s*$/.exec(healthcheck.args)?.[1];
+    let words: unknown = null;
+    try {
+      words = command ? JSON.parse(command) : null;
+    } catch {
+      words = null;
+    }
+    if (!Array.isArray(words) || words[0] !== 'node' || words[1] !== '-e')
+      problems.push('the HEALTHCHECK is not CMD ["node", "-e", ...] in exec form');
+    else if (!String(words[2]).includes('/healthz') || !String(words[2]).includes('fetch('))
+      problems.push('the HEALTHCHECK does not fetch /healthz');
   }
   return problems;
 }
