@@ -1,12 +1,17 @@
 // The Dockerfiles, the workflows and the CLI's flags agree: a flag renamed, a default or a choice changed
 // in one place and not the others fails here.
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { flagSpecs, type FlagSpec } from '../src/config.js';
 import {
   checkCliInvocations,
   checkDockerfile,
+  checkImageMetadata,
   checkDockerignore,
   checkTrainingWorkflow,
   parseDockerfile,
@@ -17,6 +22,7 @@ import {
 
 const specs = flagSpecs();
 const pkg = JSON.parse(readRepoFile('package.json')) as {
+  version: string;
   bin: Record<string, string>;
   scripts: Record<string, string>;
 };
@@ -160,8 +166,45 @@ describe('Dockerfiles', () => {
     });
   }
 
-  it('the CPU image is node:20-bookworm-slim; the GPU one a current Node LTS with WebGPU on Vulkan', () => {
-    expect(parseDockerfile(readRepoFile('docker/Dockerfile')).from).toEqual(['node:20-bookworm-slim']);
+  for (const file of DOCKERFILES)
+    it(`${file}: OCI labels, EXPOSE 8080 and a HEALTHCHECK on /healthz`, () => {
+      expect(checkImageMetadata(readRepoFile(file), pkg.version)).toEqual([]);
+    });
+
+  it('the HEALTHCHECK asks /healthz of a server, and passes a training container', async () => {
+    const healthcheck = parseDockerfile(readRepoFile('docker/Dockerfile')).instructions.find(
+      (i) => i.keyword === 'HEALTHCHECK',
+    )!;
+    const words = JSON.parse(/\bCMD\s+(\[.*\])\s*$/.exec(healthcheck.args)![1]!) as string[];
+    const dir = mkdtempSync(join(tmpdir(), 'healthcheck-'));
+    const cmdline = join(dir, 'cmdline');
+    const script = words[2]!.replace('/proc/1/cmdline', cmdline);
+    const server = createServer((req, res) => {
+      res.statusCode = req.url === '/healthz' ? healthy : 404;
+      res.end();
+    });
+    let healthy = 200;
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as AddressInfo).port;
+    const check = (args: string[]) => {
+      writeFileSync(cmdline, ['node', '/usr/local/bin/image-classifier-trainer', ...args, ''].join('\0'));
+      return new Promise<number>((done) =>
+        execFile('node', ['-e', script], (error) => done(error ? Number(error.code ?? 1) : 0)),
+      );
+    };
+    try {
+      expect(await check(['serve', 'baseline/run-1', '--port', String(port)])).toBe(0);
+      healthy = 503;
+      expect(await check(['serve', 'baseline/run-1', '--port', String(port)])).toBe(1);
+      expect(await check(['--experiment-name', 'serve', '--run-name', 'r'])).toBe(0);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('both images are a current Node LTS; the GPU one with WebGPU on Vulkan', () => {
+    expect(parseDockerfile(readRepoFile('docker/Dockerfile')).from).toEqual(['node:24-bookworm-slim']);
     const text = readRepoFile('docker/Dockerfile.gpu');
     expect(parseDockerfile(text).from).toEqual(['node:24-bookworm-slim']);
     expect(text).toMatch(/install-package\.sh "\$1" \S+ \/usr\/local webgpu;/);
