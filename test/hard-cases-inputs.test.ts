@@ -316,12 +316,12 @@ describe('charts and documents', () => {
       version: string;
     };
     const k8s = join(import.meta.dirname, '../k8s');
-    for (const file of ['serve.yaml', 'train-job.yaml']) {
+    for (const file of ['overlays/cpu-serving/serve.yaml', 'overlays/cpu-training/train-job.yaml']) {
       const text = readFileSync(join(k8s, file), 'utf8');
       expect(text, file).toContain(`image: image-classifier:${version}`);
       expect(text, file).not.toMatch(/image-classifier:latest/);
     }
-    expect(readFileSync(join(k8s, 'kustomization.yaml'), 'utf8')).toMatch(
+    expect(readFileSync(join(k8s, 'overlays/cpu-serving/kustomization.yaml'), 'utf8')).toMatch(
       new RegExp(`newTag: ${version.replace(/\./g, '\\.')}\\b`),
     );
     const readme = readFileSync(join(k8s, 'README.md'), 'utf8');
