@@ -132,6 +132,8 @@ describe('the packed package, installed as the Docker image installs it', () => 
     for (const file of [
       'package/package.json',
       'package/README.md',
+      'package/LICENSE',
+      'package/CHANGELOG.md',
       'package/data/metadata.json',
       'package/dist/index.js',
       'package/dist/index.d.ts',
@@ -145,6 +147,19 @@ describe('the packed package, installed as the Docker image installs it', () => 
     expect(
       entries.filter((e) => /^package\/(src|test|scripts|notebooks|docker|experiments|build)\//.test(e)),
     ).toEqual([]);
+  });
+
+  it("the packed package.json carries the licence, the repository and the package's metadata", () => {
+    const packed = JSON.parse(
+      execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }),
+    ) as Record<string, unknown>;
+    expect(packed.license).toBe('MIT');
+    expect(packed.repository).toMatchObject({ type: 'git', url: expect.stringMatching(/^git\+https:\/\//) });
+    expect(packed.homepage).toMatch(/^https:\/\//);
+    expect(packed.bugs).toMatchObject({ url: expect.stringMatching(/^https:\/\//) });
+    expect(packed.keywords).toEqual(expect.arrayContaining(['image-classification', 'machine-learning']));
+    const license = execFileSync('tar', ['-xzOf', tarball, 'package/LICENSE'], { encoding: 'utf8' });
+    expect(license).toMatch(/^MIT License\n/);
   });
 
   it('installs production dependencies only, and links the entry point', () => {
