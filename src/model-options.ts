@@ -15,6 +15,7 @@ export const SERVING_DEFAULTS = {
   maxImages: 64,
   maxBatch: 32,
   batchWindowMs: 0,
+  logFormat: 'json',
 } as const;
 
 /** A number check whose message says what the number must be and shows what was given. */
@@ -127,6 +128,22 @@ export const serveOptionsSchema = z
     batchWindowMs: numberThat('from 0 to 1000', (n) => n >= 0 && n <= 1000)
       .default(SERVING_DEFAULTS.batchWindowMs)
       .describe('How long an image waits for others to batch with when the model is idle'),
+    cors: z
+      .string()
+      .optional()
+      .describe(
+        'Origins a browser may call the API from, comma separated (https://app.example.com), or * for any',
+      ),
+    authTokenFile: z
+      .string()
+      .optional()
+      .describe(
+        'File holding a bearer token that /predict and /model then require (default: $IMAGE_CLASSIFIER_TOKEN, if set)',
+      ),
+    logFormat: z
+      .enum(['json', 'text'])
+      .default(SERVING_DEFAULTS.logFormat)
+      .describe('Request log lines: JSON (pino, one object per line) or text'),
     ...computeShape,
   })
   .strict();

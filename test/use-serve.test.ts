@@ -102,14 +102,27 @@ describe('serve', () => {
     expect(await head.text()).toBe('');
   });
 
-  it('GET /model returns the run manifest', async () => {
+  it('GET /model: what a client needs (not the host, git state or tracking URLs of run.json)', async () => {
     const res = await fetch(`${base}/model`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-    const manifest = JSON.parse(
-      readFileSync(join(fx.experiments, 'colours', 'r1', 'run.json'), 'utf8'),
-    ) as unknown;
-    expect(await res.json()).toEqual(manifest);
+    const manifest = JSON.parse(readFileSync(join(fx.experiments, 'colours', 'r1', 'run.json'), 'utf8')) as {
+      preprocessing: { inputShape: number[]; scale: number; mean: number[]; std: number[] };
+      results: Record<string, number | null>;
+    };
+    const [height, width, channels] = manifest.preprocessing.inputShape;
+    expect(await res.json()).toEqual({
+      run: 'colours/r1',
+      model: 'net',
+      classes: ['blue', 'green', 'red'],
+      inputSize: { height, width, channels },
+      normalization: {
+        scale: manifest.preprocessing.scale,
+        mean: manifest.preprocessing.mean,
+        std: manifest.preprocessing.std,
+      },
+      metrics: manifest.results,
+    });
   });
 
   it('POST /predict with an image body: top-k labels and probabilities, as the library predicts', async () => {
@@ -235,6 +248,13 @@ describe('serve', () => {
     const get = await fetch(`${base}/predict`);
     expect(get.status).toBe(405);
     expect(get.headers.get('allow')).toBe('POST');
+    // Without --cors there is no preflight to answer.
+    const options = await fetch(`${base}/predict`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'POST' },
+    });
+    expect(options.status).toBe(405);
+    expect(options.headers.get('access-control-allow-origin')).toBeNull();
     const del = await fetch(`${base}/model`, { method: 'DELETE' });
     expect(del.status).toBe(405);
     expect(del.headers.get('allow')).toBe('GET, HEAD');
@@ -251,7 +271,8 @@ describe('serve', () => {
     expect(text).toMatch(/^image_classifier_model_load_seconds \d+(\.\d+)?(e-\d+)?$/m);
     expect(text).toContain('# TYPE image_classifier_http_request_duration_seconds histogram');
     expect(text).toMatch(
-      /^image_classifier_http_request_duration_seconds_bucket\{route="\/predict",status="200",le="\+Inf"\} \d+$/m,
+      // Label order is prom-client's (le first); Prometheus does not care.
+      /^image_classifier_http_request_duration_seconds_bucket\{(?=[^}]*route="\/predict")(?=[^}]*status="200")(?=[^}]*le="\+Inf")[^}]*\} \d+$/m,
     );
     expect(text).toMatch(/^image_classifier_http_requests_total\{route="other",status="404"\} 1$/m);
 
@@ -341,8 +362,19 @@ describe('serve', () => {
       expect(res.headers.connection).toBe('close');
       expect((JSON.parse(res.body) as PredictBody).predictions).toHaveLength(1);
       expect(await exited).toBe(0);
-      expect(stdout).toMatch(/POST \/predict 200 /);
-      expect(stdout.trim().split('\n').at(-1)).toBe('stopped');
+      // JSON lines (the default --log-format): the request's with its id, and the server's own.
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.find((l) => l.msg === 'request')).toMatchObject({
+        level: 'info',
+        reqId: res.headers['x-request-id'],
+        method: 'POST',
+        url: '/predict',
+        status: 200,
+      });
+      expect(lines.at(-1)).toMatchObject({ level: 'info', msg: 'stopped' });
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }

@@ -16,7 +16,11 @@ function builder(y: Argv): Argv {
     .option('quiet', { type: 'boolean', describe: 'No line per request on stdout' })
     .example(
       '$0 serve baseline/run-1',
-      'http://127.0.0.1:8080: POST /predict, GET /healthz, /metrics, /model',
+      'http://127.0.0.1:8080: POST /predict, GET /healthz, /metrics, /model, /docs, /openapi.json',
+    )
+    .example(
+      '$0 serve baseline/run-1 --host 0.0.0.0 --cors https://app.example.com --auth-token-file token.txt',
+      'Behind a load balancer: browsers from one origin, /predict and /model need the token',
     )
     .example(
       'curl -s --data-binary @cat.jpg -H "Content-Type: image/jpeg" localhost:8080/predict',
@@ -32,6 +36,13 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     ...options,
     log: argv.quiet === true ? undefined : (line) => console.log(line),
   });
+  // The server's own lines in the format of its request log, so a log collector reads them all.
+  const say = (msg: string) =>
+    console.log(
+      options.logFormat === 'json'
+        ? JSON.stringify({ level: 'info', time: new Date().toISOString(), msg })
+        : msg,
+    );
   const { model } = server;
   // Signals are handled from here on: the first drains, a second one while draining quits at once.
   const signals = handleSignals({
@@ -40,15 +51,18 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
     sameWithinMs: DUPLICATE_SIGNAL_MS,
   });
   try {
-    console.log(
+    say(
       `model ${model.runId} (${model.manifest.config.model}, ${model.classNames.length} classes) loaded in ` +
         `${model.loadSeconds.toFixed(2)} s on ${model.backend.name} (${plural(model.backend.threads, 'thread')})`,
     );
-    console.log(`listening on ${server.url}: POST /predict, GET /healthz, GET /metrics, GET /model`);
+    say(
+      `listening on ${server.url}: POST /predict, GET /healthz, /metrics, /model, /docs, /openapi.json` +
+        (server.auth ? ' (/predict and /model need the bearer token)' : ''),
+    );
     const signal = await signals.first;
-    console.log(`${signal}: no new connections; finishing the requests in flight`);
+    say(`${signal}: no new connections; finishing the requests in flight`);
     await server.close();
-    console.log('stopped');
+    say('stopped');
     // Nothing should be left to keep Node running; should anything be, do not wait for SIGKILL.
     setTimeout(() => process.exit(), 2000).unref();
   } finally {
@@ -58,7 +72,7 @@ async function handler(argv: Record<string, unknown>): Promise<void> {
 
 export const serveCommand: CommandModule = {
   command: 'serve <run>',
-  describe: 'Serve the model over HTTP: POST /predict, GET /healthz, /metrics, /model',
+  describe: 'Serve the model over HTTP: POST /predict, GET /healthz, /metrics, /model, /docs',
   builder,
   handler,
 };
