@@ -78,6 +78,7 @@ describe('image-classifier-trainer', () => {
       'metrics.json',
       'metrics.png',
       'curves.png',
+      'confusion.png',
       'run.json',
       'train.log',
     ]) {

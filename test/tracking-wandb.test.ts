@@ -455,7 +455,7 @@ describe('train() and its tracker', () => {
       'start r wandb=true',
       'epoch 1',
       'epoch 2',
-      `finish ${result.metrics.test.accuracy} metrics.png:true curves.png:true`,
+      `finish ${result.metrics.test.accuracy} metrics.png:true curves.png:true confusion.png:true`,
     ]);
     expect(result.manifest.tracking?.wandb.url).toBe('https://wandb.example/e/p/runs/x');
     const written = JSON.parse(readFileSync(join(result.runPath, 'run.json'), 'utf8')) as Manifest;

@@ -15,18 +15,38 @@ function builder(y: Argv): Argv {
     .epilogue(EXIT_CODES);
 }
 
-/** Accuracy, per class, and the confusion matrix as aligned text; `runPath` is where the files went. */
+/** Accuracy, top-k, per class (precision, recall, F1) with their averages, and the confusion matrix as aligned text; `runPath` is where the files went. */
 function evaluationText(result: EvaluateResult, runPath: string): string {
   const { classNames, confusion } = result;
-  const width = Math.max(5, ...classNames.map((c) => c.length));
+  const width = Math.max(12, ...classNames.map((c) => c.length));
+  const classRow = (name: string, accuracy: number, p: number, r: number, f: number, images: number) =>
+    `${name.padEnd(width)}  ${percent(accuracy).padStart(8)}  ${percent(p).padStart(9)}  ${percent(r).padStart(7)}  ${percent(f).padStart(7)}  ${String(images).padStart(6)}`;
   const lines = [
     `${result.name}: ${result.count} images (${result.dataset.kind}, ${result.dataset.split === 'all' ? 'all images' : 'test split'} of ${result.dataset.source})`,
     `accuracy ${percent(result.accuracy)}, loss ${result.loss.toFixed(4)}`,
+    `top-k accuracy: ${Object.entries(result.topK)
+      .map(([k, v]) => `top-${k} ${percent(v)}`)
+      .join(', ')}`,
     '',
-    `${'class'.padEnd(width)}  accuracy  images`,
-    ...classNames.map(
-      (c, k) =>
-        `${c.padEnd(width)}  ${percent(result.perClassAccuracy[k]!).padStart(8)}  ${String(confusion[k]!.reduce((a, b) => a + b, 0)).padStart(6)}`,
+    `${'class'.padEnd(width)}  accuracy  precision  recall      f1  images`,
+    ...classNames.map((c, k) =>
+      classRow(
+        c,
+        result.perClassAccuracy[k]!,
+        result.precision[k]!,
+        result.recall[k]!,
+        result.f1[k]!,
+        result.support[k]!,
+      ),
+    ),
+    classRow('macro avg', NaN, result.macro.precision, result.macro.recall, result.macro.f1, result.count),
+    classRow(
+      'weighted avg',
+      NaN,
+      result.weighted.precision,
+      result.weighted.recall,
+      result.weighted.f1,
+      result.count,
     ),
     '',
     'confusion matrix (rows: true class, columns: predicted class)',

@@ -296,7 +296,11 @@ export function renderConfusionChart(title: string, classNames: string[], confus
   const measure = createCanvas(1, 1).getContext('2d');
   measure.font = font;
   const labelWidth = Math.ceil(Math.max(60, ...classNames.map((c) => measure.measureText(c).width))) + 16;
-  const cell = Math.max(28, Math.min(64, Math.floor(720 / Math.max(1, k))));
+  // Up to ~30 classes every cell holds its count; beyond, cells shrink and only non-zero counts are
+  // written (in a smaller font), so 100 classes still fit on a screen and the confusions stand out.
+  const many = k > 30;
+  const cell = many ? 22 : Math.max(28, Math.min(64, Math.floor(720 / Math.max(1, k))));
+  const cellFont = many ? '9px sans-serif' : font;
   const top = 150;
   const left = labelWidth + 40;
   const side = 150;
@@ -304,7 +308,7 @@ export function renderConfusionChart(title: string, classNames: string[], confus
   const height = top + k * cell + 60;
   const { canvas, ctx } = titledCanvas(width, height, title, 30);
   ctx.font = font;
-  ctx.fillText('predicted class', left + (k * cell) / 2, 62);
+  ctx.fillText("predicted class (colour: share of the true class's images)", left + (k * cell) / 2, 62);
   ctx.save();
   ctx.translate(16, top + (k * cell) / 2);
   ctx.rotate(-Math.PI / 2);
@@ -338,7 +342,9 @@ export function renderConfusionChart(title: string, classNames: string[], confus
       ctx.strokeRect(left + j * cell + 0.5, y + 0.5, cell, cell);
       ctx.fillStyle = share > 0.55 ? '#ffffff' : '#222';
       ctx.textAlign = 'center';
-      ctx.fillText(String(count), left + j * cell + cell / 2, y + cell / 2 + 4);
+      ctx.font = cellFont;
+      if (!many || count > 0) ctx.fillText(String(count), left + j * cell + cell / 2, y + cell / 2 + 4);
+      ctx.font = font;
     }
     ctx.fillStyle = '#222';
     ctx.textAlign = 'center';

@@ -3,7 +3,7 @@
 //   <experiments>/<experiment>/
 //     <run>/                         a finished run (renamed into place only when complete)
 //       run.json                     the manifest: configuration, environment, sha256 of every file
-//       metrics.json  metrics.png  curves.png  train.log
+//       metrics.json  metrics.png  curves.png  confusion.png  train.log
 //       model/model.json  model/weights.bin
 //       evaluation-<name>.json/.png  written later by `evaluate`
 //     .<run>.tmp-<pid>-<ms>/         a run being written (its checkpoint/ inside)
@@ -22,6 +22,7 @@ export const RUN_FILES = {
   metrics: 'metrics.json',
   metricsChart: 'metrics.png',
   curves: 'curves.png',
+  confusion: 'confusion.png',
   log: 'train.log',
   modelFolder: MODEL_FOLDER,
   modelJson: `${MODEL_FOLDER}/${MODEL_FILE}`,
@@ -35,6 +36,7 @@ export const HASHED_RUN_FILES = [
   RUN_FILES.metrics,
   RUN_FILES.metricsChart,
   RUN_FILES.curves,
+  RUN_FILES.confusion,
 ] as const;
 
 /** In a run's temporary folder while it trains; removed when it completes. */

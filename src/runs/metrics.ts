@@ -15,6 +15,26 @@ export interface Evaluation {
   /** confusion[true][predicted] = count */
   confusion: number[][];
   count: number;
+  /**
+   * Per class (in class order): precision (of the images predicted as the class, how many are), recall
+   * (= perClassAccuracy), F1 (their harmonic mean) and support (images of the class). A ratio with
+   * nothing to divide by is 0, as scikit-learn's zero_division=0.
+   */
+  precision: number[];
+  recall: number[];
+  f1: number[];
+  support: number[];
+  /** Means over the classes: macro (each class counts the same), weighted (by support). */
+  macro: ClassAverages;
+  weighted: ClassAverages;
+  /** Top-k accuracy for k = 1..min(5, classes): the true class among the k most probable. */
+  topK: Record<string, number>;
+}
+
+export interface ClassAverages {
+  precision: number;
+  recall: number;
+  f1: number;
 }
 
 export interface EpochMetrics {

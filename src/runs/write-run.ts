@@ -9,7 +9,7 @@ import type { Normalization } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
 import { INPUT_SHAPE } from '../models/index.js';
 import { saveModel } from '../models/io.js';
-import { renderAccuracyChart, renderCurves } from '../reports/charts.js';
+import { renderAccuracyChart, renderConfusionChart, renderCurves } from '../reports/charts.js';
 import { HASHED_RUN_FILES, RUN_FILES } from './layout.js';
 import {
   gitState,
@@ -64,12 +64,21 @@ export async function writeRun(
     renderCurves(`${title}: loss and accuracy per epoch`, metrics.history),
   );
 
+  await writeFile(
+    join(dir, RUN_FILES.confusion),
+    renderConfusionChart(
+      `${title}: confusion matrix of the test split`,
+      dataset.classNames,
+      metrics.test.confusion,
+    ),
+  );
+
   const files: Record<string, string> = {};
   for (const name of HASHED_RUN_FILES) {
     files[name] = await sha256File(join(dir, name));
   }
   // Before run.json, so that it records where the run was tracked.
-  const charts = [join(dir, RUN_FILES.metricsChart), join(dir, RUN_FILES.curves)];
+  const charts = [RUN_FILES.metricsChart, RUN_FILES.curves, RUN_FILES.confusion].map((f) => join(dir, f));
   const tracking = await facts.finishTracking(charts);
   const end = new Date();
   const last = metrics.history[metrics.history.length - 1]!;

@@ -35,6 +35,9 @@ export async function evaluateModel(
   const x = new Float32Array(gpu ? 0 : batch * size);
   const params = new Int32Array(gpu ? batch * PARAMS_PER_IMAGE : 0);
   let lossSum = 0;
+  // How many images had their true class among the k most probable, k = 1..maxK.
+  const maxK = Math.min(MAX_TOP_K, numClasses);
+  const topHits = new Array<number>(maxK).fill(0);
   let pending: Promise<void> | undefined;
   try {
     for (let start = 0; start < set.count; start += batch) {
@@ -52,18 +55,21 @@ export async function evaluateModel(
         const logits = model.predict(input) as tf.Tensor2D;
         const labels = tf.oneHot(tf.tensor1d(y, 'int32'), numClasses);
         const perImage = tf.losses.softmaxCrossEntropy(labels, logits, undefined, 0, tf.Reduction.NONE);
-        return [perImage, tf.argMax(logits, 1)];
+        // The k most probable classes, most probable first (topk sorts; ties: the lower index, as argMax).
+        return [perImage, tf.topk(logits, maxK).indices];
       });
       input.dispose();
       const previous = pending;
       pending = (async () => {
         // Read in batch order: the loss is summed in the same order whatever the batch size.
         await previous;
-        const [losses, predictions] = await Promise.all([outputs[0].data(), outputs[1].data()]);
+        const [losses, ranked] = await Promise.all([outputs[0].data(), outputs[1].data()]);
         tf.dispose(outputs);
         for (let i = 0; i < n; i++) {
           lossSum += losses[i]!;
-          confusion[y[i]!]![predictions[i]!]!++;
+          confusion[y[i]!]![ranked[i * maxK]!]!++;
+          const rank = Array.prototype.indexOf.call(ranked.subarray(i * maxK, (i + 1) * maxK), y[i]!);
+          if (rank >= 0) for (let k = rank; k < maxK; k++) topHits[k]!++;
         }
       })();
       // Seen below; a failure here must not be unhandled while the next batch is queued.
@@ -74,17 +80,52 @@ export async function evaluateModel(
   } finally {
     gpu?.dispose();
   }
-  const perClassAccuracy = confusion.map((row, k) => {
-    const total = row.reduce((a, b) => a + b, 0);
-    return total === 0 ? 0 : row[k]! / total;
-  });
+  const report = classificationReport(confusion);
   const correct = confusion.reduce((a, row, k) => a + row[k]!, 0);
   return {
     loss: set.count === 0 ? NaN : lossSum / set.count,
     accuracy: set.count === 0 ? NaN : correct / set.count,
-    perClassAccuracy,
+    perClassAccuracy: report.recall,
     confusion,
     count: set.count,
+    ...report,
+    topK: Object.fromEntries(
+      topHits.map((hits, k) => [String(k + 1), set.count === 0 ? NaN : hits / set.count]),
+    ),
+  };
+}
+
+/** Top-k accuracy is reported up to this k (or the number of classes). */
+export const MAX_TOP_K = 5;
+
+/** Precision, recall, F1 and support per class, and their macro and weighted means, from a confusion matrix. */
+export function classificationReport(
+  confusion: number[][],
+): Pick<Evaluation, 'precision' | 'recall' | 'f1' | 'support' | 'macro' | 'weighted'> {
+  const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
+  const support = confusion.map((row) => row.reduce((a, b) => a + b, 0));
+  const predicted = confusion.map((_, j) => confusion.reduce((a, row) => a + row[j]!, 0));
+  const recall = confusion.map((row, k) => ratio(row[k]!, support[k]!));
+  const precision = confusion.map((row, k) => ratio(row[k]!, predicted[k]!));
+  const f1 = precision.map((p, k) => ratio(2 * p * recall[k]!, p + recall[k]!));
+  const total = support.reduce((a, b) => a + b, 0);
+  const mean = (values: number[], weights?: number[]) =>
+    weights
+      ? ratio(
+          values.reduce((a, v, k) => a + v * weights[k]!, 0),
+          total,
+        )
+      : ratio(
+          values.reduce((a, v) => a + v, 0),
+          values.length,
+        );
+  return {
+    precision,
+    recall,
+    f1,
+    support,
+    macro: { precision: mean(precision), recall: mean(recall), f1: mean(f1) },
+    weighted: { precision: mean(precision, support), recall: mean(recall, support), f1: mean(f1, support) },
   };
 }
 
