@@ -18,9 +18,18 @@ interface ModelJson {
   generatedBy?: string;
   convertedBy?: string | null;
   weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  userDefinedMetadata?: Record<string, unknown>;
 }
 
-export async function saveModel(model: tf.LayersModel, folder: string): Promise<void> {
+/**
+ * Writes model.json and weights.bin into `folder`. `metadata` goes into model.json as tfjs's
+ * user-defined metadata (`model.getUserDefinedMetadata()` after `tf.loadLayersModel`).
+ */
+export async function saveModel(
+  model: tf.LayersModel,
+  folder: string,
+  metadata?: Record<string, unknown>,
+): Promise<void> {
   await mkdir(folder, { recursive: true });
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
@@ -33,6 +42,7 @@ export async function saveModel(model: tf.LayersModel, folder: string): Promise<
         generatedBy: artifacts.generatedBy,
         convertedBy: artifacts.convertedBy ?? null,
         weightsManifest: [{ paths: [WEIGHTS_FILE], weights: artifacts.weightSpecs ?? [] }],
+        ...(metadata ? { userDefinedMetadata: metadata } : {}),
       };
       await writeFile(join(folder, WEIGHTS_FILE), weights);
       await writeFile(join(folder, MODEL_FILE), JSON.stringify(json));
@@ -153,6 +163,11 @@ export async function loadModelFile(
   const all = Buffer.concat(parts);
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
   return tf.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData }),
+    tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: specs,
+      weightData,
+      userDefinedMetadata: json.userDefinedMetadata,
+    }),
   );
 }

@@ -23,6 +23,16 @@ import {
 import type { Metrics } from './metrics.js';
 import type { RunFolder } from './run-folder.js';
 
+/** The key of our metadata in model.json's `userDefinedMetadata`. */
+export const MODEL_METADATA_KEY = 'imageClassifier';
+
+/**
+ * In model.json: the classes (in the order of the model's outputs) and how to turn an image into the
+ * model's input: RGB, resized to inputShape, x * scale, then (x - mean) / std per channel; the output
+ * is logits (softmax gives probabilities).
+ */
+export type ModelMetadata = Manifest['preprocessing'] & { run: string; classNames: string[] };
+
 export interface RunFacts {
   backend: BackendInfo;
   dataset: Dataset;
@@ -48,7 +58,19 @@ export async function writeRun(
   const dir = folder.tmpPath;
   const { metrics, dataset } = facts;
   const title = `${config.experimentName} / ${config.runName}`;
-  await saveModel(model, join(dir, RUN_FILES.modelFolder));
+  const preprocessing: Manifest['preprocessing'] = {
+    inputShape: INPUT_SHAPE,
+    scale: 1 / 255,
+    ...facts.normalization,
+    output: 'logits',
+  };
+  // What a program needs to classify with model.json alone (tf.loadLayersModel, no run.json beside it).
+  const metadata: ModelMetadata = {
+    run: `${config.experimentName}/${config.runName}`,
+    classNames: dataset.classNames,
+    ...preprocessing,
+  };
+  await saveModel(model, join(dir, RUN_FILES.modelFolder), { [MODEL_METADATA_KEY]: metadata });
   await writeFile(join(dir, RUN_FILES.metrics), JSON.stringify(metrics, null, 2));
   await writeFile(
     join(dir, RUN_FILES.metricsChart),
@@ -104,7 +126,7 @@ export async function writeRun(
       testImages: dataset.test.count,
       checksums: dataset.checksums,
     },
-    preprocessing: { inputShape: INPUT_SHAPE, scale: 1 / 255, ...facts.normalization, output: 'logits' },
+    preprocessing,
     pretrained: facts.pretrained,
     resumes: facts.resumes,
     reproductionOf: facts.reproductionOf,
