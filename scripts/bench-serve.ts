@@ -1,16 +1,15 @@
 // `npm run bench -- --serve`: requests/s and latency percentiles of `image-classifier-trainer serve` on
 // 127.0.0.1, single-image POST /predict requests at a fixed concurrency for a fixed time, with the
 // micro-batcher on (the default) and off (--max-batch 1). The server runs as a child process (the CLI
-// under tsx, so no build is needed); the load generator is node:http with keep-alive agents (autocannon
-// is not installed). Without --run it first trains a quick synthetic run of the default model (vgg).
+// under tsx, so no build is needed); the load generator is autocannon, through scripts/loadtest.ts (which
+// measures any server). Without --run it first trains a quick synthetic run of the default model (vgg).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
 import { DEFAULT_EXPERIMENTS_FOLDER } from '../src/config.js';
+import { loadTest, noiseJpeg } from './loadtest.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -167,27 +166,6 @@ function stopServer(child: ChildProcess): Promise<number | null> {
   });
 }
 
-function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
-  return new Promise((resolvePost, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: '/predict',
-        method: 'POST',
-        agent,
-        headers: { 'Content-Type': 'image/jpeg', 'Content-Length': body.length },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolvePost(res.statusCode ?? 0));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 async function scrape(url: string): Promise<{ images: number; calls: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const value = (name: string) =>
@@ -196,12 +174,6 @@ async function scrape(url: string): Promise<{ images: number; calls: number }> {
     images: value('image_classifier_images_predicted_total'),
     calls: value('image_classifier_inference_batch_size_count'),
   };
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 interface Measurement {
@@ -216,7 +188,7 @@ interface Measurement {
   meanBatch: number;
 }
 
-/** `concurrency` clients post back to back; requests started after the warm-up are measured. */
+/** `concurrency` autocannon clients post back to back (scripts/loadtest.ts); after the warm-up, measured. */
 async function measure(
   url: string,
   body: Buffer,
@@ -224,52 +196,21 @@ async function measure(
   concurrency: number,
   opts: Options,
 ): Promise<Measurement> {
-  const target = new URL(url);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  const started = performance.now();
-  const warmEnd = started + opts.warmup * 1000;
-  const end = warmEnd + opts.duration * 1000;
-  let before = { images: 0, calls: 0 };
-  const warmTimer = setTimeout(() => void scrape(url).then((m) => (before = m)), opts.warmup * 1000);
-  const client = async () => {
-    while (performance.now() < end) {
-      const t0 = performance.now();
-      let ok = false;
-      try {
-        ok = (await post(target, agent, body)) === 200;
-      } catch {
-        ok = false;
-      }
-      const t1 = performance.now();
-      if (t0 < warmEnd) continue;
-      if (ok) latencies.push(t1 - t0);
-      else errors++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, client));
-  const seconds = (performance.now() - warmEnd) / 1000;
-  clearTimeout(warmTimer);
+  const load = { connections: concurrency, body, warmupSeconds: 0 };
+  if (opts.warmup > 0) await loadTest(url, { ...load, durationSeconds: opts.warmup });
+  const before = await scrape(url);
+  const r = await loadTest(url, { ...load, durationSeconds: opts.duration });
   const after = await scrape(url);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const round = (x: number) => Math.round(x * 100) / 100;
   return {
     mode,
     concurrency,
-    seconds: round(seconds),
-    requests: latencies.length,
-    errors,
-    requestsPerSecond: round(latencies.length / seconds),
-    latencyMs: {
-      p50: round(percentile(latencies, 50)),
-      p90: round(percentile(latencies, 90)),
-      p99: round(percentile(latencies, 99)),
-      mean: round(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length)),
-      max: round(latencies.at(-1) ?? NaN),
-    },
-    meanBatch: round((after.images - before.images) / Math.max(1, after.calls - before.calls)),
+    seconds: r.seconds,
+    requests: r.requests,
+    errors: r.errors,
+    requestsPerSecond: r.requestsPerSecond,
+    latencyMs: r.latencyMs,
+    meanBatch:
+      Math.round(((after.images - before.images) / Math.max(1, after.calls - before.calls)) * 100) / 100,
   };
 }
 
@@ -343,13 +284,8 @@ export async function benchServe(argv: string[]): Promise<number> {
       join(folder, 'data'),
     ]);
   }
-  // Noise, so the JPEG costs what a photo of this size costs to decode.
   const side = opts.imageSize;
-  const pixels = Buffer.alloc(side * side * 3);
-  for (let i = 0, s = 1; i < pixels.length; i++) pixels[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
-  const body = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
-    .jpeg({ quality: 90 })
-    .toBuffer();
+  const body = await noiseJpeg(side);
 
   const rows: Measurement[] = [];
   try {
