@@ -121,7 +121,12 @@ describe('serve', () => {
         mean: manifest.preprocessing.mean,
         std: manifest.preprocessing.std,
       },
-      metrics: manifest.results,
+      metrics: {
+        testAccuracy: manifest.results.testAccuracy,
+        testLoss: manifest.results.testLoss,
+        validationAccuracy: manifest.results.validationAccuracy,
+        validationLoss: manifest.results.validationLoss,
+      },
     });
   });
 
@@ -142,6 +147,11 @@ describe('serve', () => {
     const one = (await (await postImage(red, 'image/jpeg', '?top_k=1')).json()) as PredictBody;
     expect(one.predictions[0]!.top).toHaveLength(1);
     expect((await postImage(red, 'image/jpeg', '?top_k=zero')).status).toBe(400);
+    for (const query of ['?top_k=0', '?topK=0', '?top_k=2.5', '?top_k=', '?top_k=1&top_k=2']) {
+      const res = await postImage(red, 'image/jpeg', query);
+      expect(res.status, query).toBe(400);
+      expect(((await res.json()) as { error: string }).error, query).toMatch(/must be a positive integer/);
+    }
   });
 
   it('POST /predict with multipart/form-data: one prediction per image, in order; text fields ignored', async () => {
@@ -236,12 +246,27 @@ describe('serve', () => {
       (req) => req.on('continue', () => req.end(big)).flushHeaders(),
     );
     expect(expecting.status).toBe(413);
+    // A chunked form counts whole, its ignored text fields too.
+    const boundary = 'XyZ123';
+    const fields = Array.from(
+      { length: 8 },
+      (_, i) =>
+        `--${boundary}\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\n${'x'.repeat(MAX_BODY / 4)}\r\n`,
+    ).join('');
+    const form = await raw(
+      { headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` } },
+      (req) => req.end(fields + `--${boundary}--\r\n`),
+    );
+    expect(form.status).toBe(413);
     // At the limit exactly it is read, and judged as an image.
     const atLimit = await postImage(big.subarray(0, MAX_BODY), 'image/png');
     expect(atLimit.status).toBe(400);
   });
 
   it('answers unknown routes with 404 and wrong methods with 405', async () => {
+    // Only the plain paths: not with a trailing slash or a %-escape that decodes to one.
+    for (const path of ['/healthz/', '/%68ealthz', '/pr%65dict'])
+      expect((await fetch(`${base}${path}`)).status, path).toBe(404);
     const missing = await fetch(`${base}/nope`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: string }).error).toMatch(/no route \/nope/);
@@ -274,7 +299,7 @@ describe('serve', () => {
       // Label order is prom-client's (le first); Prometheus does not care.
       /^image_classifier_http_request_duration_seconds_bucket\{(?=[^}]*route="\/predict")(?=[^}]*status="200")(?=[^}]*le="\+Inf")[^}]*\} \d+$/m,
     );
-    expect(text).toMatch(/^image_classifier_http_requests_total\{route="other",status="404"\} 1$/m);
+    expect(text).toMatch(/^image_classifier_http_requests_total\{route="other",status="404"\} [1-9]\d*$/m);
 
     const ok = 'image_classifier_http_requests_total{route="/predict",status="200"}';
     const bad = 'image_classifier_http_requests_total{route="/predict",status="400"}';

@@ -7,15 +7,14 @@ export const errorBody = z.object({ error: z.string() }).describe('What was wron
 
 const labelProbability = z.object({ label: z.string(), probability: z.number().min(0).max(1) });
 
+/** A positive integer as a query gives it: text (one value; `?top_k=1&top_k=2` is refused). */
+const positiveInteger = z.string().regex(/^[1-9]\d*$/);
+
 /** `top_k` (or `topK`): labels per image; absent: the server's --top-k. */
 export const predictQuery = z
   .object({
-    top_k: z
-      .string()
-      .regex(/^\d+$/)
-      .optional()
-      .describe('Labels per image, most probable first (a positive integer)'),
-    topK: z.string().optional().describe('Same as top_k'),
+    top_k: positiveInteger.optional().describe('Labels per image, most probable first'),
+    topK: positiveInteger.optional().describe('Same as top_k'),
   })
   .loose();
 

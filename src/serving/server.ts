@@ -14,7 +14,12 @@ import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import {
   errorBody,
   healthResponse,
@@ -112,6 +117,10 @@ function routeLabel(url: string | undefined): string {
   if (path in ROUTES) return path;
   if (path === '/docs' || path.startsWith('/docs/')) return '/docs';
   return 'other';
+}
+
+function notFound(path: string): HttpError {
+  return new HttpError(404, `no route ${path}: try POST /predict, GET /healthz, /metrics, /model or /docs`);
 }
 
 function tooLarge(max: number): HttpError {
@@ -214,7 +223,7 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
     },
     bodyLimit: maxBodyBytes,
     // Our own line per request (with `aborted` when the client left first), not fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     logger: log
       ? {
           level: 'info',
@@ -226,7 +235,6 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
         }
       : false,
     requestIdHeader: false,
-    requestIdLogLabel: 'reqId',
     genReqId: (req) => requestIdOf(req),
     // Shutdown is ours (close() below): in-flight requests finish, /healthz says 503.
     return503OnClosing: false,
@@ -240,9 +248,9 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
     return (data: unknown) => {
       const parsed = predictQuery.safeParse(data);
       if (parsed.success) return { value: parsed.data };
-      const query = data as Record<string, unknown>;
-      const given = String(query.top_k ?? query.topK);
-      return { error: new Error(`top_k must be a positive integer (got ${given})`) };
+      const name = String(parsed.error.issues[0]?.path[0] ?? 'top_k');
+      const given = (data as Record<string, unknown>)[name];
+      return { error: new Error(`${name} must be a positive integer (got ${String(given)})`) };
     };
   });
   app.setSerializerCompiler(() => (data) => JSON.stringify(data) + '\n');
@@ -272,6 +280,10 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
         'request',
       );
     });
+    // The router decodes %-escapes (/pr%65dict finds /predict); the API's paths are only the plain ones.
+    const path = request.url.split('?')[0]!;
+    const route = request.routeOptions.url;
+    if (route !== undefined && route in ROUTES && path !== route) throw notFound(path);
     // A declared body over the limit is refused before it is read, whatever the route.
     const declared = Number(request.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBodyBytes) throw tooLarge(maxBodyBytes);
@@ -296,9 +308,7 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
         .header('Allow', methods.join(', '))
         .send({ error: `${request.method} is not allowed on ${path} (${methods.join(', ')})` });
     }
-    return reply
-      .code(404)
-      .send({ error: `no route ${path}: try POST /predict, GET /healthz, /metrics, /model or /docs` });
+    throw notFound(path);
   });
 
   // Only images and forms: fastify's JSON and text parsers go, anything else is 415 (read first, so a
@@ -344,23 +354,43 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
 
   /** The image files of a multipart body (plain fields ignored), refusing what is not an image. */
   async function formImages(request: FastifyRequest): Promise<Image[]> {
-    const images: Image[] = [];
+    // The whole body is bounded, fields included, as the plugin only bounds each part: its bytes are
+    // counted as they arrive. prependListener (EventEmitter's, not Readable's `on`) does not start the
+    // stream flowing before the plugin pipes it into busboy, so no chunk escapes the count.
+    const raw = request.raw;
     let bytes = 0;
-    for await (const part of request.parts()) {
-      if (part.type !== 'file') continue;
-      const type = part.mimetype || 'application/octet-stream';
-      // Browsers send application/octet-stream for files whose type they do not know.
-      if (!isImageType(type) && type !== 'application/octet-stream') {
-        throw new HttpError(
-          415,
-          `part ${JSON.stringify(part.filename || part.fieldname)} is ${type}, not an image`,
-        );
+    let overflow: (error: HttpError) => void = () => {};
+    const over = new Promise<never>((_, reject) => (overflow = reject));
+    over.catch(() => {});
+    const count = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes <= maxBodyBytes) return;
+      raw.off('data', count);
+      raw.unpipe();
+      overflow(tooLarge(maxBodyBytes));
+    };
+    raw.prependListener('data', count);
+    const images: Image[] = [];
+    try {
+      const parts = request.parts()[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await Promise.race([parts.next(), over]);
+        if (next.done) break;
+        const part = next.value;
+        if (part.type !== 'file') continue;
+        const type = part.mimetype || 'application/octet-stream';
+        // Browsers send application/octet-stream for files whose type they do not know.
+        if (!isImageType(type) && type !== 'application/octet-stream') {
+          throw new HttpError(
+            415,
+            `part ${JSON.stringify(part.filename || part.fieldname)} is ${type}, not an image`,
+          );
+        }
+        const data = await Promise.race([part.toBuffer(), over]);
+        images.push({ data, part: { field: part.fieldname || null, filename: part.filename || null } });
       }
-      const data = await part.toBuffer();
-      bytes += data.length;
-      // Per file the plugin stops at the limit; all files together are counted here.
-      if (bytes > maxBodyBytes) throw tooLarge(maxBodyBytes);
-      images.push({ data, part: { field: part.fieldname || null, filename: part.filename || null } });
+    } finally {
+      raw.off('data', count);
     }
     if (images.length === 0) throw new HttpError(400, 'the form holds no files: send images as file fields');
     return images;
