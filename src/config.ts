@@ -34,6 +34,8 @@ export const MODEL_NAMES = ['vgg', 'net'] as const;
 export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
 export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'native', 'wasm', 'cpu'] as const;
+/** What picks the best epoch: validation accuracy (higher is better) or loss (lower is better). */
+export const EARLY_STOPPING_METRICS = ['validation-accuracy', 'validation-loss'] as const;
 export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
 
 /**
@@ -158,6 +160,21 @@ export const runConfigSchema = z
       .max(2 ** 32 - 1)
       .default(0)
       .describe('Seed for initialisation, shuffling and augmentation'),
+    earlyStoppingPatience: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe('Stop when --early-stopping-metric has not improved for this many epochs (default: off)'),
+    earlyStoppingMetric: z
+      .enum(EARLY_STOPPING_METRICS)
+      .default('validation-accuracy')
+      .describe('What early stopping and --save-best watch (the best epoch is the one where it was best)'),
+    saveBest: z
+      .boolean()
+      .default(false)
+      .describe("Keep the best epoch's weights as the model (the last epoch's go to model-last/)"),
 
     // --- compute
     device: z.enum(DEVICES).default('auto').describe('Where to train: auto picks a GPU when one works'),

@@ -137,8 +137,8 @@ describe('verify', () => {
     expect(r.code, r.stderr).toBe(0);
     const clean = await runCli(['verify', 'v/r'], { cwd });
     expect(clean.code).toBe(0);
-    // The five files run.json lists, and run.json itself (its own checksum).
-    expect(clean.stdout).toMatch(/all 6 files match run\.json/);
+    // The six files run.json lists, and run.json itself (its own checksum).
+    expect(clean.stdout).toMatch(/all 7 files match run\.json/);
 
     const file = join(experiments, 'v', 'r', 'model', 'weights.bin');
     const bytes = readFileSync(file);
@@ -147,7 +147,7 @@ describe('verify', () => {
     const tampered = await runCli(['verify', 'v/r'], { cwd });
     expect(tampered.code).toBe(3);
     expect(tampered.stdout).toMatch(/changed\s+model\/weights\.bin/);
-    expect(tampered.stdout).toMatch(/1 of 6 files changed or missing/);
+    expect(tampered.stdout).toMatch(/1 of 7 files changed or missing/);
 
     const missing = await runCli(['verify', 'v/nothing'], { cwd });
     expect(missing.code).toBe(2);

@@ -20,6 +20,7 @@ const STATE_FILE = 'state.json';
 const WEIGHTS_FILE = 'weights.bin';
 const MOMENTUM_FILE = 'momentum.bin';
 const ORDER_FILE = 'order.bin';
+const BEST_FILE = 'best.bin';
 
 /** Where the training loop is: enough to continue it. */
 export interface LoopState {
@@ -35,6 +36,10 @@ export interface LoopState {
   history: EpochMetrics[];
   /** Running sums of `epoch` so far. */
   sums: { lossSum: number; correct: number; seen: number; seconds: number; learningRate: number };
+  /** The best epoch so far by --early-stopping-metric, and its value (null before the first epoch ends). */
+  best?: { epoch: number; value: number } | null;
+  /** With --save-best: all model weights at the end of the best epoch (written as best.bin). */
+  bestWeights?: Float32Array[];
 }
 
 export interface CheckpointMeta {
@@ -60,10 +65,12 @@ export interface Checkpoint extends CheckpointMeta {
 }
 
 interface StateFile extends CheckpointMeta {
-  state: Omit<LoopState, 'order'>;
+  state: Omit<LoopState, 'order' | 'bestWeights'>;
   /** Float counts of the tensors in weights.bin and momentum.bin, in order. */
   weightSizes: number[];
   momentumSizes: number[];
+  /** Whether best.bin holds the best epoch's weights (sizes: weightSizes). */
+  hasBestWeights?: boolean;
 }
 
 function concat(arrays: Float32Array[]): Buffer {
@@ -96,7 +103,7 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
   const tmp = join(runTmpPath, NEW_DIR);
   const old = join(runTmpPath, OLD_DIR);
   const { state, weights, momentum, ...meta } = checkpoint;
-  const { order, ...loop } = state;
+  const { order, bestWeights, ...loop } = state;
   const stateFile: StateFile = {
     ...meta,
     // A download URL's credentials are never stored (a resume given the URL again uses that one).
@@ -104,6 +111,7 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
     state: loop,
     weightSizes: weights.map((w) => w.length),
     momentumSizes: momentum.map((m) => m.length),
+    hasBestWeights: bestWeights !== undefined,
   };
   try {
     await rm(tmp, { recursive: true, force: true });
@@ -111,6 +119,7 @@ export async function saveCheckpoint(runTmpPath: string, checkpoint: Checkpoint)
     await writeFile(join(tmp, WEIGHTS_FILE), concat(weights));
     await writeFile(join(tmp, MOMENTUM_FILE), concat(momentum));
     await writeFile(join(tmp, ORDER_FILE), Buffer.from(order.buffer, order.byteOffset, order.byteLength));
+    if (bestWeights) await writeFile(join(tmp, BEST_FILE), concat(bestWeights));
     // state.json last: a checkpoint folder without it is incomplete and never read.
     await writeFile(join(tmp, STATE_FILE), JSON.stringify(stateFile, null, 2));
   } catch (error) {
@@ -160,13 +169,19 @@ export async function loadCheckpoint(runTmpPath: string): Promise<Checkpoint> {
   const file = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as StateFile;
   if (file.schemaVersion !== 1)
     throw new Error(`checkpoint ${dir}: unknown schema version ${file.schemaVersion}`);
-  const { weightSizes, momentumSizes, state, ...meta } = file;
+  const { weightSizes, momentumSizes, hasBestWeights, state, ...meta } = file;
   const orderBytes = await readFile(join(dir, ORDER_FILE));
   const order = new Int32Array(orderBytes.byteLength / 4);
   new Uint8Array(order.buffer).set(orderBytes);
   return {
     ...meta,
-    state: { ...state, order },
+    state: {
+      ...state,
+      order,
+      ...(hasBestWeights
+        ? { bestWeights: split(await readFile(join(dir, BEST_FILE)), weightSizes, BEST_FILE) }
+        : {}),
+    },
     weights: split(await readFile(join(dir, WEIGHTS_FILE)), weightSizes, WEIGHTS_FILE),
     momentum: split(await readFile(join(dir, MOMENTUM_FILE)), momentumSizes, MOMENTUM_FILE),
   };

@@ -4,7 +4,7 @@
 //     <run>/                         a finished run (renamed into place only when complete)
 //       run.json                     the manifest: configuration, environment, sha256 of every file
 //       metrics.json  metrics.png  curves.png  confusion.png  train.log
-//       model/model.json  model/weights.bin
+//       model/model.json  model/weights.bin   (model-last/ too, with --save-best)
 //       evaluation-<name>.json/.png  written later by `evaluate`
 //     .<run>.tmp-<pid>-<ms>/         a run being written (its checkpoint/ inside)
 //     .<run>.partial/                an interrupted run waiting for --resume
@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { MODEL_FILE, WEIGHTS_FILE } from '../models/io.js';
 
 const MODEL_FOLDER = 'model';
+const LAST_MODEL_FOLDER = 'model-last';
 
 /** The files of a finished run, relative to its folder (the keys of run.json's `files`). */
 export const RUN_FILES = {
@@ -27,7 +28,15 @@ export const RUN_FILES = {
   modelFolder: MODEL_FOLDER,
   modelJson: `${MODEL_FOLDER}/${MODEL_FILE}`,
   weights: `${MODEL_FOLDER}/${WEIGHTS_FILE}`,
+  /** With --save-best, when the best epoch is not the last: the last epoch's model. */
+  lastModelFolder: LAST_MODEL_FOLDER,
 } as const;
+
+/** model-last/'s files, hashed in run.json when it exists. */
+export const LAST_MODEL_FILES = [
+  `${LAST_MODEL_FOLDER}/${MODEL_FILE}`,
+  `${LAST_MODEL_FOLDER}/${WEIGHTS_FILE}`,
+] as const;
 
 /** The files a run's manifest records the sha256 of, in order. */
 export const HASHED_RUN_FILES = [

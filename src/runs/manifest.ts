@@ -59,6 +59,12 @@ export interface Manifest {
     testLoss: number | null;
     validationAccuracy: number;
     validationLoss: number;
+    /**
+     * Which epochs: the best by --early-stopping-metric, the one whose weights are the model (the best
+     * with --save-best, else the last), the last trained, and whether early stopping ended training.
+     * Absent in runs written before they were recorded.
+     */
+    epochs?: { best: number | null; model: number; last: number; stoppedEarly: boolean };
   };
   timing: {
     start: string;

@@ -2,7 +2,7 @@
 // and last run.json, which records the sha256 of every other file.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { flagName, type RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
 import type { Normalization } from '../data/batches.js';
@@ -10,7 +10,7 @@ import type { Dataset } from '../data/dataset.js';
 import { INPUT_SHAPE } from '../models/index.js';
 import { saveModel } from '../models/io.js';
 import { renderAccuracyChart, renderConfusionChart, renderCurves } from '../reports/charts.js';
-import { HASHED_RUN_FILES, RUN_FILES } from './layout.js';
+import { HASHED_RUN_FILES, LAST_MODEL_FILES, RUN_FILES } from './layout.js';
 import {
   gitState,
   manifestText,
@@ -44,6 +44,9 @@ export interface RunFacts {
   trainSeconds: number;
   resumes: Manifest['resumes'];
   reproductionOf: string | null;
+  epochs: NonNullable<Manifest['results']['epochs']>;
+  /** With --save-best when the best epoch is not the last: the last epoch's weights, for model-last/. */
+  lastWeights?: Float32Array[];
   /** Finishes the tracked run with the charts written; what it returns goes into run.json. */
   finishTracking: (charts: string[]) => Promise<Manifest['tracking']>;
   log: (line: string) => void;
@@ -71,6 +74,12 @@ export async function writeRun(
     ...preprocessing,
   };
   await saveModel(model, join(dir, RUN_FILES.modelFolder), { [MODEL_METADATA_KEY]: metadata });
+  if (facts.lastWeights) {
+    // The model's weights become the last epoch's from here: saved, nothing else reads them after.
+    const values = facts.lastWeights;
+    tf.tidy(() => model.weights.forEach((w, i) => w.write(tf.tensor(values[i]!, w.read().shape))));
+    await saveModel(model, join(dir, RUN_FILES.lastModelFolder), { [MODEL_METADATA_KEY]: metadata });
+  }
   await writeFile(join(dir, RUN_FILES.metrics), JSON.stringify(metrics, null, 2));
   await writeFile(
     join(dir, RUN_FILES.metricsChart),
@@ -96,7 +105,8 @@ export async function writeRun(
   );
 
   const files: Record<string, string> = {};
-  for (const name of HASHED_RUN_FILES) {
+  const hashed = facts.lastWeights ? [...HASHED_RUN_FILES, ...LAST_MODEL_FILES] : HASHED_RUN_FILES;
+  for (const name of hashed) {
     files[name] = await sha256File(join(dir, name));
   }
   // Before run.json, so that it records where the run was tracked.
@@ -136,6 +146,7 @@ export async function writeRun(
       testLoss: Number.isFinite(metrics.test.loss) ? metrics.test.loss : null,
       validationAccuracy: last.validationAccuracy,
       validationLoss: last.validationLoss,
+      epochs: facts.epochs,
     },
     timing: {
       start: facts.startedAt.toISOString(),

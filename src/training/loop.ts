@@ -9,7 +9,7 @@ import type { ImageSet } from '../data/dataset.js';
 import type { Random } from '../data/random.js';
 import { TrainingDiverged } from '../errors.js';
 import type { Progress, ProgressFactory } from '../reports/progress.js';
-import type { LoopState } from '../runs/checkpoint.js';
+import { tensorValues, type LoopState } from '../runs/checkpoint.js';
 import type { EpochMetrics } from '../runs/metrics.js';
 import { evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
@@ -70,12 +70,28 @@ export interface LoopHooks {
   onEpochEnd: (state: LoopState) => Promise<void>;
 }
 
+export interface LoopResult {
+  history: EpochMetrics[];
+  /** The best epoch by --early-stopping-metric, and its value. */
+  best: { epoch: number; value: number } | null;
+  /** With --save-best: all model weights at the end of the best epoch. */
+  bestWeights?: Float32Array[];
+  /** The epoch early stopping stopped after; null when every epoch was trained. */
+  stoppedEarlyAfter: number | null;
+}
+
+/** Whether `value` of the watched metric beats `best` (accuracy: higher; loss: lower). Ties do not. */
+function improves(config: RunConfig, value: number, best: { value: number } | null): boolean {
+  if (best === null) return true;
+  return config.earlyStoppingMetric === 'validation-loss' ? value < best.value : value > best.value;
+}
+
 /** The epochs of SGD, from the start or from `start` (a checkpoint's state). */
 export async function trainEpochs(
   setup: TrainingSetup,
   start: LoopState | null,
   hooks: LoopHooks,
-): Promise<EpochMetrics[]> {
+): Promise<LoopResult> {
   const { model, variables, optimizer, random, config, trainSet, validation, normalization, numClasses } =
     setup;
   const { batchSize, epochs } = config;
@@ -99,6 +115,10 @@ export async function trainEpochs(
     ? Int32Array.from(start.order)
     : Int32Array.from({ length: trainSet.count }, (_, i) => i);
   const history: EpochMetrics[] = start ? [...start.history] : [];
+  let best = start?.best ?? null;
+  let bestWeights = start?.bestWeights;
+  let stoppedEarlyAfter: number | null = null;
+  const patience = config.earlyStoppingPatience;
   // A checkpoint taken at the end of an epoch continues with the next one.
   const midEpoch = start !== null && start.step < stepsPerEpoch;
   const firstEpoch = start === null ? 1 : midEpoch ? start.epoch : start.epoch + 1;
@@ -115,6 +135,14 @@ export async function trainEpochs(
 
   try {
     for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
+      // Checked before the epoch (not after the last one), so a resumed run stops where it would have.
+      if (patience !== undefined && best !== null && epoch - 1 - best.epoch >= patience) {
+        stoppedEarlyAfter = epoch - 1;
+        log(
+          `early stopping after epoch ${epoch - 1}: ${config.earlyStoppingMetric} has not improved for ${patience} epoch${patience === 1 ? '' : 's'} (best: epoch ${best.epoch}, ${Number(best.value.toPrecision(4))})`,
+        );
+        break;
+      }
       const resuming = midEpoch && epoch === start!.epoch;
       if (!resuming) random.shuffle(order);
       const sums = resuming
@@ -133,6 +161,8 @@ export async function trainEpochs(
         randomState: random.state,
         history,
         sums: { ...sums, seconds: sums.seconds + (performance.now() - started) / 1000 },
+        best,
+        bestWeights,
       });
       // One step in flight: step k is queued before step k-1's loss is read, so the GPU never waits
       // for the CPU to read a number back (CPU backends lose nothing). Its numbers are added here.
@@ -216,6 +246,14 @@ export async function trainEpochs(
           `validation loss ${metrics.validationLoss.toFixed(4)} acc ${percent(metrics.validationAccuracy)} | ` +
           `${metrics.seconds.toFixed(1)} s, ${Math.round(metrics.imagesPerSecond)} img/s`,
       );
+      const value =
+        config.earlyStoppingMetric === 'validation-loss'
+          ? metrics.validationLoss
+          : metrics.validationAccuracy;
+      if (improves(config, value, best)) {
+        best = { epoch, value };
+        if (config.saveBest) bestWeights = await tensorValues(model.weights.map((w) => w.read()));
+      }
       await hooks.onEpochEnd({
         epoch,
         step: stepsPerEpoch,
@@ -223,10 +261,12 @@ export async function trainEpochs(
         randomState: random.state,
         history,
         sums: { ...sums },
+        best,
+        bestWeights,
       });
     }
   } finally {
     gpuImages?.dispose();
   }
-  return history;
+  return { history, best, bestWeights, stoppedEarlyAfter };
 }

@@ -40,7 +40,7 @@ import { writeRun } from '../runs/write-run.js';
 import type { Tracker, TrackerFactory } from '../tracking/tracker.js';
 import { createTracker } from '../tracking/wandb.js';
 import { checkValidationImages, describeTest, evaluateModel } from './evaluate.js';
-import { fewStepsWarning, StopRequested, trainEpochs } from './loop.js';
+import { fewStepsWarning, StopRequested, trainEpochs, type LoopResult } from './loop.js';
 import { loadPretrainedWeights, resolvePretrained } from './pretrained.js';
 import { assertSameData, restoreWeights, resumedConfig } from './resume.js';
 import { keepInterrupted, newRunState, releaseFolder, settleAtOnce, type RunState } from './run-state.js';
@@ -264,9 +264,9 @@ async function trainRun(
         momentum: await tensorValues(optimizer.state()),
       });
 
-    let history: EpochMetrics[];
+    let loop: LoopResult;
     try {
-      history = await trainEpochs(
+      loop = await trainEpochs(
         { model, variables, optimizer, random, config, trainSet, validation, normalization, numClasses },
         start,
         {
@@ -312,7 +312,18 @@ async function trainRun(
     }
     run.phase = 'finishing';
     if (options.signal?.aborted) log('stop asked for after the last step: the run is completed');
+    const { history, best } = loop;
     const trainSeconds = history.reduce((sum, h) => sum + h.seconds, 0);
+    const lastEpoch = history.length;
+    // --save-best: the model is the best epoch's (tested as such); the last epoch's goes to model-last/.
+    let lastWeights: Float32Array[] | undefined;
+    if (config.saveBest && best && loop.bestWeights && best.epoch !== lastEpoch) {
+      lastWeights = await tensorValues(model.weights.map((w) => w.read()));
+      restoreWeights(model, loop.bestWeights);
+      log(
+        `best epoch: ${best.epoch} (${config.earlyStoppingMetric} ${Number(best.value.toPrecision(4))}): it is the model; epoch ${lastEpoch}'s is in model-last/`,
+      );
+    }
     const test = await evaluateModel(model, dataset.test, normalization, numClasses);
     stillOurs();
     log(describeTest(test));
@@ -330,6 +341,13 @@ async function trainRun(
         trainSeconds,
         resumes,
         reproductionOf: options.reproductionOf ?? null,
+        epochs: {
+          best: best?.epoch ?? null,
+          model: lastWeights ? best!.epoch : lastEpoch,
+          last: lastEpoch,
+          stoppedEarly: loop.stoppedEarlyAfter !== null,
+        },
+        lastWeights,
         finishTracking: (charts) => tracker!.finish(metrics.test, charts),
         log,
       });
