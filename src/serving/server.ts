@@ -443,7 +443,8 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
     api.post(
       '/predict',
       {
-        preHandler: requireToken,
+        // Before the body is read: an unauthenticated client cannot make the server buffer it.
+        onRequest: requireToken,
         schema: {
           summary: 'Classify images',
           description: `One image as the body (Content-Type image/*), or multipart/form-data with image files (at most ${maxImages}; plain fields ignored). Body at most ${maxBodyBytes} bytes.`,
@@ -543,7 +544,8 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
     api.get(
       '/model',
       {
-        preHandler: requireToken,
+        // Before the body is read: an unauthenticated client cannot make the server buffer it.
+        onRequest: requireToken,
         schema: {
           summary: 'The served model',
           description:
