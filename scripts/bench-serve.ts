@@ -4,7 +4,7 @@
 // under tsx, so no build is needed); the load generator is autocannon, through scripts/loadtest.ts (which
 // measures any server). Without --run it first trains a quick synthetic run of the default model (vgg).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,9 @@ Requests/s and p50/p90/p99 latency of POST /predict (one image per request) agai
                           batched-window-5: other --batch-window-ms)
   --image-size N          side of the JPEG sent, in pixels (default 256; the server resizes to 32)
   --threads N             the server's backend threads (default ${availableParallelism()})
+  --baseline DIR          also measure the server of the checkout in DIR (with its node_modules), each
+                          mode right before this one's: e.g. git worktree add /tmp/old <commit> and
+                          ln -s "$PWD/node_modules" /tmp/old/node_modules
   --json                  JSON only on stdout (the table goes to stderr)
   --out FILE              also write the JSON to FILE`;
 
@@ -51,6 +54,7 @@ interface Options {
   modes: Mode[];
   imageSize: number;
   threads: number;
+  baseline: string | undefined;
   json: boolean;
   out: string | undefined;
 }
@@ -79,6 +83,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         modes: { type: 'string' },
         'image-size': { type: 'string' },
         threads: { type: 'string' },
+        baseline: { type: 'string' },
         json: { type: 'boolean' },
         out: { type: 'string' },
       },
@@ -90,6 +95,10 @@ function parseOptions(argv: string[]): Options | 'help' {
   const modes = (values.modes ?? 'batched,unbatched').split(',').filter(Boolean);
   for (const m of modes)
     if (!(m in MODES)) throw new UsageError(`--modes: '${m}' is not one of ${Object.keys(MODES).join(', ')}`);
+  if (values.baseline !== undefined && !existsSync(join(values.baseline, 'src', 'cli', 'main.ts')))
+    throw new UsageError(
+      `--baseline: ${values.baseline} is not a checkout of this project (no src/cli/main.ts)`,
+    );
   return {
     run: values.run,
     experimentsFolder: values['experiments-folder'] ?? DEFAULT_EXPERIMENTS_FOLDER,
@@ -100,6 +109,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     imageSize: values['image-size'] === undefined ? 256 : positive('image-size', values['image-size'], true),
     threads:
       values.threads === undefined ? availableParallelism() : positive('threads', values.threads, true),
+    baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
     json: values.json ?? false,
     out: values.out,
   };
@@ -126,9 +136,15 @@ function runCliToEnd(args: string[]): Promise<void> {
 }
 
 /** Starts `serve` on a free port; resolves when it listens. */
-function startServer(run: string, opts: Options, mode: Mode): Promise<{ child: ChildProcess; url: string }> {
+function startServer(
+  run: string,
+  opts: Options,
+  mode: Mode,
+  server: Server,
+): Promise<{ child: ChildProcess; url: string }> {
+  const root = server === 'current' ? ROOT : opts.baseline!;
   const args = [
-    CLI,
+    join(root, 'src', 'cli', 'main.ts'),
     'serve',
     run,
     '--experiments-folder',
@@ -141,7 +157,7 @@ function startServer(run: string, opts: Options, mode: Mode): Promise<{ child: C
     ...MODES[mode],
   ];
   const child = spawn(process.execPath, [...process.execArgv, ...args], {
-    cwd: ROOT,
+    cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolveStart, reject) => {
@@ -176,7 +192,11 @@ async function scrape(url: string): Promise<{ images: number; calls: number }> {
   };
 }
 
+/** This checkout's server, or the one of --baseline (an earlier version's checkout). */
+type Server = 'current' | 'baseline';
+
 interface Measurement {
+  server: Server;
   mode: Mode;
   concurrency: number;
   seconds: number;
@@ -192,6 +212,7 @@ interface Measurement {
 async function measure(
   url: string,
   body: Buffer,
+  server: Server,
   mode: Mode,
   concurrency: number,
   opts: Options,
@@ -202,6 +223,7 @@ async function measure(
   const r = await loadTest(url, { ...load, durationSeconds: opts.duration });
   const after = await scrape(url);
   return {
+    server,
     mode,
     concurrency,
     seconds: r.seconds,
@@ -216,6 +238,7 @@ async function measure(
 
 function table(rows: Measurement[]): string {
   const header = [
+    'server',
     'mode',
     'concurrency',
     'requests/s',
@@ -226,6 +249,7 @@ function table(rows: Measurement[]): string {
     'images/model call',
   ];
   const cells = rows.map((r) => [
+    r.server,
     r.mode,
     String(r.concurrency),
     r.requestsPerSecond.toFixed(1),
@@ -237,7 +261,7 @@ function table(rows: Measurement[]): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) =>
-    c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
+    c.map((v, i) => (i <= 1 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
   return [line(header), ...cells.map(line)].join('\n');
 }
 
@@ -289,17 +313,21 @@ export async function benchServe(argv: string[]): Promise<number> {
 
   const rows: Measurement[] = [];
   try {
+    const servers: Server[] = opts.baseline === undefined ? ['current'] : ['baseline', 'current'];
     for (const mode of opts.modes) {
-      note(`${mode}: starting serve ${run} ${MODES[mode].join(' ')}`.trimEnd());
-      const { child, url } = await startServer(run, opts, mode);
-      try {
-        for (const concurrency of opts.concurrency) {
-          note(`${mode}: concurrency ${concurrency}, ${opts.warmup} s warm-up + ${opts.duration} s ...`);
-          rows.push(await measure(url, body, mode, concurrency, opts));
+      for (const server of servers) {
+        const what = `${server} ${mode}`;
+        note(`${what}: starting serve ${run} ${MODES[mode].join(' ')}`.trimEnd());
+        const { child, url } = await startServer(run, opts, mode, server);
+        try {
+          for (const concurrency of opts.concurrency) {
+            note(`${what}: concurrency ${concurrency}, ${opts.warmup} s warm-up + ${opts.duration} s ...`);
+            rows.push(await measure(url, body, server, mode, concurrency, opts));
+          }
+        } finally {
+          const code = await stopServer(child);
+          if (code !== 0) note(`${what}: serve exited with ${code} on SIGTERM`);
         }
-      } finally {
-        const code = await stopServer(child);
-        if (code !== 0) note(`${mode}: serve exited with ${code} on SIGTERM`);
       }
     }
   } finally {
