@@ -36,6 +36,7 @@ export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 /** What picks the best epoch: validation accuracy (higher is better) or loss (lower is better). */
 export const EARLY_STOPPING_METRICS = ['validation-accuracy', 'validation-loss'] as const;
+export const OPTIMIZERS = ['sgd', 'adamw'] as const;
 export const LR_SCHEDULES = ['onecycle', 'cosine', 'constant'] as const;
 
 /**
@@ -145,6 +146,12 @@ export const runConfigSchema = z
       .lt(1)
       .default(0.2)
       .describe('Label smoothing of the cross-entropy targets'),
+    optimizer: z
+      .enum(OPTIMIZERS)
+      .default('sgd')
+      .describe(
+        'sgd (momentum, Nesterov, L2 decay) or adamw (decoupled decay; wants a rate near 0.001-0.003)',
+      ),
     randomFlip: z.boolean().default(true).describe('Augment: random horizontal flips'),
     randomCrop: z
       .number()
@@ -153,6 +160,19 @@ export const runConfigSchema = z
       .max(16)
       .default(2)
       .describe('Augment: random translation by up to this many pixels (0: off)'),
+    cutout: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(0)
+      .describe('Augment: blank a random square of this many pixels a side in each image (0: off)'),
+    colorJitter: z
+      .number()
+      .min(0)
+      .max(0.5)
+      .default(0)
+      .describe('Augment: random brightness, contrast and saturation, each by up to this fraction (0: off)'),
     seed: z
       .number()
       .int()

@@ -30,19 +30,67 @@ export interface Augmentation {
   flip: boolean;
   /** Maximum translation in pixels; the uncovered border is filled with the mean (0 after normalising). */
   crop: number;
+  /** Side of the square blanked (to the mean) at a random place; 0: none. */
+  cutout?: number;
+  /** Brightness, contrast and saturation factors drawn from [1 - j, 1 + j]; 0: none. */
+  colorJitter?: number;
 }
 
 export const NO_AUGMENTATION: Augmentation = { flip: false, crop: 0 };
 
-/** One image's flip and translation, drawn in the fixed order flip, dx, dy (same seed, same batches). */
-export function drawAugmentation(
-  augmentation: Augmentation,
-  random: Random,
-): { flip: boolean; dx: number; dy: number } {
+export interface ImageAugmentation {
+  flip: boolean;
+  dx: number;
+  dy: number;
+  /** The cutout square's centre (output pixels), when there is one. */
+  cutout?: { x: number; y: number };
+  /** Brightness, contrast and saturation factors, when jittered. */
+  jitter?: { brightness: number; contrast: number; saturation: number };
+}
+
+/**
+ * One image's augmentation, drawn in a fixed order (flip, dx, dy, then the cutout's x and y, then
+ * brightness, contrast and saturation), each only when it is on: the same seed gives the same batches,
+ * and runs without cutout or jitter draw exactly what they drew before these existed.
+ */
+export function drawAugmentation(augmentation: Augmentation, random: Random): ImageAugmentation {
   const flip = augmentation.flip && random.next() < 0.5;
   const dx = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
   const dy = augmentation.crop > 0 ? random.int(2 * augmentation.crop + 1) - augmentation.crop : 0;
-  return { flip, dx, dy };
+  const drawn: ImageAugmentation = { flip, dx, dy };
+  if ((augmentation.cutout ?? 0) > 0) drawn.cutout = { x: random.next(), y: random.next() };
+  const j = augmentation.colorJitter ?? 0;
+  if (j > 0) {
+    const factor = () => 1 - j + 2 * j * random.next();
+    drawn.jitter = { brightness: factor(), contrast: factor(), saturation: factor() };
+  }
+  return drawn;
+}
+
+/** Whether the augmentation needs the CPU path (the GPU batch assembly does flips and shifts only). */
+export function needsCpuAssembly(augmentation: Augmentation): boolean {
+  return (augmentation.cutout ?? 0) > 0 || (augmentation.colorJitter ?? 0) > 0;
+}
+
+/**
+ * Colour jitter of one image's pixels in [0, 1] (RGB, `c` channels), in place: brightness scales, contrast
+ * pulls towards the image's mean grey, saturation towards each pixel's grey; clipped to [0, 1].
+ */
+function jitterColours(pixels: Float32Array, c: number, jitter: NonNullable<ImageAugmentation['jitter']>): void {
+  const grey = (p: number) =>
+    c === 3 ? 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]! : pixels[p]!;
+  let mean = 0;
+  for (let p = 0; p < pixels.length; p += c) mean += grey(p);
+  mean = (mean / (pixels.length / c)) * jitter.brightness;
+  for (let p = 0; p < pixels.length; p += c) {
+    for (let k = 0; k < c; k++) pixels[p + k]! *= jitter.brightness;
+    for (let k = 0; k < c; k++) pixels[p + k] = mean + (pixels[p + k]! - mean) * jitter.contrast;
+    const g = grey(p);
+    for (let k = 0; k < c; k++) {
+      const v = g + (pixels[p + k]! - g) * jitter.saturation;
+      pixels[p + k] = v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+  }
 }
 
 /**
@@ -64,7 +112,8 @@ export function assembleBatch(
   const { height: h, width: w, channels: c, images } = set;
   const size = h * w * c;
   const lut = normalizationTable(norm, c);
-  const augment = random !== undefined && (augmentation.flip || augmentation.crop > 0);
+  const augment =
+    random !== undefined && (augmentation.flip || augmentation.crop > 0 || needsCpuAssembly(augmentation));
   for (let i = 0; i < count; i++) {
     const index = order[start + i]!;
     labels[i] = set.labels[index]!;
@@ -76,7 +125,18 @@ export function assembleBatch(
       }
       continue;
     }
-    const { flip, dx, dy } = drawAugmentation(augmentation, random);
+    const drawn = drawAugmentation(augmentation, random);
+    const { flip, dx, dy } = drawn;
+    // Colour jitter works on the whole image before it is shifted: its pixels in [0, 1], then
+    // normalised like the lookup table does.
+    let jittered: Float32Array | undefined;
+    if (drawn.jitter) {
+      jittered = new Float32Array(size);
+      for (let p = 0; p < size; p++) jittered[p] = images[src + p]! / 255;
+      jitterColours(jittered, c, drawn.jitter);
+    }
+    const value = (s: number, k: number) =>
+      jittered ? (jittered[s - src]! - norm.mean[k]!) / norm.std[k]! : lut[(k << 8) | images[s]!]!;
     // Output columns whose source column (x + dx, mirrored when flipped) lies inside the image; the
     // rest, and rows shifted out, are the mean (0 after normalising).
     const x0 = flip ? Math.max(0, dx) : Math.max(0, -dx);
@@ -87,8 +147,16 @@ export function assembleBatch(
       for (let x = x0; x < x1; x++) {
         const o = dst + (y * w + x) * c;
         const s = row + ((flip ? w - 1 - x : x) + dx) * c;
-        for (let k = 0; k < c; k++) out[o + k] = lut[(k << 8) | images[s + k]!]!;
+        for (let k = 0; k < c; k++) out[o + k] = jittered ? value(s + k, k) : lut[(k << 8) | images[s + k]!]!;
       }
+    }
+    if (drawn.cutout) {
+      // A square of the mean (0) centred anywhere in the image, clipped at its edges (DeVries & Taylor).
+      const side = augmentation.cutout!;
+      const cx = Math.floor(drawn.cutout.x * w) - (side >> 1);
+      const cy = Math.floor(drawn.cutout.y * h) - (side >> 1);
+      for (let y = Math.max(0, cy); y < Math.min(h, cy + side); y++)
+        out.fill(0, dst + (y * w + Math.max(0, cx)) * c, dst + (y * w + Math.min(w, cx + side)) * c);
     }
   }
 }

@@ -4,7 +4,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig } from '../config.js';
 import { GpuImages, PARAMS_PER_IMAGE } from '../backends/webgpu/batches.js';
-import { assembleBatch, batchParams, normalizationTable, type Normalization } from '../data/batches.js';
+import {
+  assembleBatch,
+  batchParams,
+  needsCpuAssembly,
+  normalizationTable,
+  type Normalization,
+} from '../data/batches.js';
 import type { ImageSet } from '../data/dataset.js';
 import type { Random } from '../data/random.js';
 import { TrainingDiverged } from '../errors.js';
@@ -13,7 +19,7 @@ import { tensorValues, type LoopState } from '../runs/checkpoint.js';
 import type { EpochMetrics } from '../runs/metrics.js';
 import { evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
-import type { Sgd } from './sgd.js';
+import type { Optimizer } from './sgd.js';
 import { trainStep } from './step.js';
 import { percent } from '../reports/format.js';
 
@@ -51,7 +57,7 @@ export function fewStepsWarning(images: number, batchSize: number, epochs: numbe
 export interface TrainingSetup {
   model: tf.LayersModel;
   variables: tf.Variable[];
-  optimizer: Sgd;
+  optimizer: Optimizer;
   random: Random;
   config: RunConfig;
   trainSet: ImageSet;
@@ -99,12 +105,20 @@ export async function trainEpochs(
   const learner = { model, variables, optimizer, numClasses, labelSmoothing: config.labelSmoothing };
   const stepsPerEpoch = Math.ceil(trainSet.count / batchSize);
   const schedule = learningRateSchedule(config, stepsPerEpoch * epochs);
-  const augmentation = { flip: config.randomFlip, crop: config.randomCrop };
+  const augmentation = {
+    flip: config.randomFlip,
+    crop: config.randomCrop,
+    cutout: config.cutout,
+    colorJitter: config.colorJitter,
+  };
   const imageSize = trainSet.height * trainSet.width * trainSet.channels;
   const x = new Float32Array(batchSize * imageSize);
   const y = new Int32Array(batchSize);
   // On WebGPU the training images live on the GPU and each batch is assembled there.
-  const gpuImages = GpuImages.upload(trainSet, normalizationTable(normalization, trainSet.channels));
+  // (Cutout and colour jitter are assembled on the CPU and uploaded: the GPU kernel does flips and shifts.)
+  const gpuImages = needsCpuAssembly(augmentation)
+    ? undefined
+    : GpuImages.upload(trainSet, normalizationTable(normalization, trainSet.channels));
   const params = new Int32Array(batchSize * PARAMS_PER_IMAGE);
   if (start && start.order.length !== trainSet.count) {
     throw new Error(

@@ -7,7 +7,17 @@ import { fusedSgdStep, type SgdSettings } from '../backends/sgd.js';
 
 export type SgdOptions = SgdSettings;
 
-export class Sgd {
+/** What the training step needs of an optimiser, and what a checkpoint saves of it. */
+export interface Optimizer {
+  /** One update with `grads[i]` the gradient of `variables[i]`. Disposes nothing it was given. */
+  step(grads: tf.Tensor[], learningRate: number): void;
+  /** The state to checkpoint (read with `data()`); setState takes the same values back. */
+  state(): tf.Tensor[];
+  setState(values: Float32Array[]): void;
+  dispose(): void;
+}
+
+export class Sgd implements Optimizer {
   private readonly buffers: tf.Variable[];
 
   constructor(

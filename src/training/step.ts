@@ -4,13 +4,13 @@ import * as tf from '@tensorflow/tfjs';
 import { parseRunConfig, type ModelName } from '../config.js';
 import { Random } from '../data/random.js';
 import { buildModel, INPUT_SHAPE } from '../models/index.js';
-import { Sgd } from './sgd.js';
+import { Sgd, type Optimizer } from './sgd.js';
 
 /** What a step trains: the model, its trainable variables, its optimiser, and the loss's settings. */
 export interface Learner {
   model: tf.LayersModel;
   variables: tf.Variable[];
-  optimizer: Sgd;
+  optimizer: Optimizer;
   numClasses: number;
   labelSmoothing: number;
 }

@@ -44,9 +44,13 @@ import { fewStepsWarning, StopRequested, trainEpochs, type LoopResult } from './
 import { loadPretrainedWeights, resolvePretrained } from './pretrained.js';
 import { assertSameData, restoreWeights, resumedConfig } from './resume.js';
 import { keepInterrupted, newRunState, releaseFolder, settleAtOnce, type RunState } from './run-state.js';
+import { AdamW } from './adamw.js';
 import { Sgd } from './sgd.js';
 import { measureTrainingStep } from './step.js';
 import { plural } from '../reports/format.js';
+
+/** Above this, a rate given to AdamW is most likely an SGD rate (the default 0.2) and gets a warning. */
+const ADAMW_HIGH_RATE = 0.05;
 
 export interface TrainOptions {
   /** Receives each log line (they also go to the run's train.log). */
@@ -226,7 +230,12 @@ async function trainRun(
     }
     // The training state: fresh, or exactly as the checkpoint left it.
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    const optimizer = new Sgd(variables, config);
+    const optimizer =
+      config.optimizer === 'adamw' ? new AdamW(variables, config) : new Sgd(variables, config);
+    if (config.optimizer === 'adamw' && config.learningRate > ADAMW_HIGH_RATE)
+      log(
+        `warning: --learning-rate ${config.learningRate} is an SGD rate; AdamW usually trains at 0.001-0.003 (it may diverge)`,
+      );
     const random = new Random(config.seed);
     let start: LoopState | null = null;
     const resumes = checkpoint ? [...checkpoint.resumes] : [];
