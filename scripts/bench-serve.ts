@@ -29,7 +29,7 @@ Requests/s and p50/p90/p99 latency of POST /predict (one image per request) agai
   --threads N             the server's backend threads (default ${availableParallelism()})
   --baseline DIR          also measure the server of the checkout in DIR (with its node_modules), each
                           mode right before this one's: e.g. git worktree add /tmp/old <commit> and
-                          ln -s "$PWD/node_modules" /tmp/old/node_modules
+                          ln -s "$PWD/node_modules" "$PWD/build" /tmp/old/ (the same native kernels)
   --json                  JSON only on stdout (the table goes to stderr)
   --out FILE              also write the JSON to FILE`;
 
