@@ -8,7 +8,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_DEVICES, BACKEND_NAMES, type BackendName } from '../src/backends/names.js';
-import type { ModelName } from '../src/config.js';
+import { MODEL_NAMES, type ModelName } from '../src/config.js';
 import {
   RESULT_MARKER,
   type ChildResult,
@@ -31,10 +31,11 @@ const INSTALL_HINT = 'apt-get install -y python3-torch python3-pil';
 /** Backends that run on a GPU: their reference is PyTorch with CUDA on the same GPU. */
 const GPU_BACKENDS = BACKEND_NAMES.filter((b) => BACKEND_DEVICES[b] === 'gpu');
 
+/** Measured by default: the models the PyTorch reference has too (resnet on request: --models resnet). */
 const MODELS: readonly ModelName[] = ['net', 'vgg'];
 /** Batch sizes as the comparisons with the reference use them. */
-const BATCH: Record<ModelName, number> = { net: 64, vgg: 256 };
-const DEFAULT_IMAGES: Record<ModelName, number> = { net: 2560, vgg: 1024 };
+const BATCH: Record<ModelName, number> = { net: 64, vgg: 256, resnet: 128 };
+const DEFAULT_IMAGES: Record<ModelName, number> = { net: 2560, vgg: 1024, resnet: 512 };
 const DEFAULT_WARMUP = 3;
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -145,7 +146,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   }
   return {
     mode: values['time-to-accuracy'] ? 'time-to-accuracy' : 'throughput',
-    models: values.models === undefined ? [...MODELS] : list('models', values.models, MODELS),
+    models: values.models === undefined ? [...MODELS] : list('models', values.models, MODEL_NAMES),
     modelsGiven: values.models !== undefined,
     backends: values.backends === undefined ? undefined : list('backends', values.backends, BACKEND_NAMES),
     all: values.all ?? false,
@@ -418,7 +419,7 @@ async function throughputMode(opts: Options): Promise<ThroughputReport> {
             note(`[${++done}/${total}] ${what}: ${(error as Error).message}`);
           }
         }
-        if (!opts.reference) continue;
+        if (!opts.reference || !MODELS.includes(model)) continue;
         if (
           rows.some((x) => x.model === model && x.threads === threads && !GPU_BACKENDS.includes(x.backend))
         ) {

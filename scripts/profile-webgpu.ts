@@ -21,7 +21,7 @@ import { buildModel, INPUT_SHAPE } from '../src/models/index.js';
 import { Sgd } from '../src/training/sgd.js';
 import { trainStep } from '../src/training/step.js';
 
-const BATCH: Record<ModelName, number> = { net: 64, vgg: 256 };
+const BATCH: Record<ModelName, number> = { net: 64, vgg: 256, resnet: 128 };
 const NUM_CLASSES = 10;
 
 const { values } = parseArgs({

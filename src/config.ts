@@ -30,7 +30,7 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
-export const MODEL_NAMES = ['vgg', 'net'] as const;
+export const MODEL_NAMES = ['vgg', 'net', 'resnet'] as const;
 export const DATASETS = ['cifar10', 'image-folder', 'synthetic'] as const;
 export const DEVICES = ['auto', 'cpu', 'gpu'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'webgpu', 'native', 'wasm', 'cpu'] as const;
@@ -104,7 +104,16 @@ export const runConfigSchema = z
     model: z
       .enum(MODEL_NAMES)
       .default('vgg')
-      .describe("Network: 'vgg' (6 conv + BatchNorm) or 'net' (the ancestor's tutorial CNN)"),
+      .describe(
+        "Network: 'vgg' (6 conv + BatchNorm), 'net' (the ancestor's tutorial CNN) or 'resnet' (ResNet-9-style)",
+      ),
+    imageSize: z
+      .number()
+      .int()
+      .min(32)
+      .max(256)
+      .default(32)
+      .describe('Images are square, this many pixels a side (image folders are resized; CIFAR-10 is 32)'),
     pretrainedModel: z
       .string()
       .min(1)
@@ -224,6 +233,14 @@ export const runConfigSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    if (config.dataset === 'cifar10' && config.imageSize !== 32) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['imageSize'],
+        message: `${config.imageSize}: CIFAR-10 images are 32x32 (train on them at 32, or on an image folder at any size)`,
+        input: config.imageSize,
+      });
+    }
     if (config.dataset === 'image-folder' && !config.datasetFolder) {
       ctx.addIssue({
         code: 'custom',

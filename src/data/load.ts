@@ -35,13 +35,12 @@ export interface LoadDatasetOptions {
 /** The options a run's configuration decides: where the data is, its size, split and seed. */
 export function datasetOptions(
   config: RunConfig,
-  imageSize: LoadDatasetOptions['imageSize'],
 ): Omit<LoadDatasetOptions, 'progress' | 'log' | 'download' | 'signal'> {
   return {
     dataset: config.dataset,
     datasetFolder: config.datasetFolder,
     cacheFolder: config.dataFolder,
-    imageSize,
+    imageSize: { height: config.imageSize, width: config.imageSize },
     seed: config.seed,
     numWorkers: config.numWorkers ?? availableParallelism(),
     testSplit: config.testSplit,
@@ -55,7 +54,9 @@ export async function loadDataset(options: LoadDatasetOptions): Promise<Dataset>
     case 'cifar10':
       // CIFAR-10 is 32x32; scaling it would silently change what the numbers mean.
       if (imageSize.height !== 32 || imageSize.width !== 32) {
-        throw new Error(`CIFAR-10 images are 32x32; the model expects ${imageSize.height}x${imageSize.width}`);
+        throw new ConfigError(
+          `--image-size ${imageSize.height}: CIFAR-10 images are 32x32 (train on them at 32, or on an image folder at any size)`,
+        );
       }
       return loadCifar10({
         folder: options.datasetFolder,

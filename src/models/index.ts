@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { ModelName } from '../config.js';
 import { buildNet } from './net.js';
 import type { ModelSpec } from './spec.js';
+import { buildResnet } from './resnet.js';
 import { buildVgg } from './vgg.js';
 
 export type { ModelSpec } from './spec.js';
@@ -9,11 +10,17 @@ export type { ModelSpec } from './spec.js';
 const builders: Record<ModelName, (spec: ModelSpec) => tf.LayersModel> = {
   net: buildNet,
   vgg: buildVgg,
+  resnet: buildResnet,
 };
 
 export function buildModel(name: ModelName, spec: ModelSpec): tf.LayersModel {
   return builders[name](spec);
 }
 
-/** Each model's input size: CIFAR-sized RGB. Image folders are resized to it. */
+/** The default input: CIFAR-sized RGB (benchmarks and kernel tests use it). */
 export const INPUT_SHAPE: [number, number, number] = [32, 32, 3];
+
+/** A run's input: --image-size square RGB; image folders are decoded and cached at that size. */
+export function inputShapeOf(config: { imageSize: number }): [number, number, number] {
+  return [config.imageSize, config.imageSize, 3];
+}

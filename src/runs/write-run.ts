@@ -7,7 +7,7 @@ import { flagName, type RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
 import type { Normalization } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
-import { INPUT_SHAPE } from '../models/index.js';
+import { inputShapeOf } from '../models/index.js';
 import { saveModel } from '../models/io.js';
 import { renderAccuracyChart, renderConfusionChart, renderCurves } from '../reports/charts.js';
 import { HASHED_RUN_FILES, LAST_MODEL_FILES, RUN_FILES } from './layout.js';
@@ -62,7 +62,7 @@ export async function writeRun(
   const { metrics, dataset } = facts;
   const title = `${config.experimentName} / ${config.runName}`;
   const preprocessing: Manifest['preprocessing'] = {
-    inputShape: INPUT_SHAPE,
+    inputShape: inputShapeOf(config),
     scale: 1 / 255,
     ...facts.normalization,
     output: 'logits',

@@ -12,7 +12,6 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flagName, keyName, type RunConfig, DEFAULT_EXPERIMENTS_FOLDER } from '../config.js';
 import { datasetOptions, loadDataset } from '../data/load.js';
-import { INPUT_SHAPE } from '../models/index.js';
 import { silentProgress } from '../reports/progress.js';
 import { loadCheckpoint } from '../runs/checkpoint.js';
 import { compareRuns, type Comparison } from '../runs/compare.js';
@@ -193,7 +192,7 @@ async function assertTrialsCurrent(
       checksums.set(
         key,
         loadDataset({
-          ...datasetOptions(config, { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] }),
+          ...datasetOptions(config),
           download: false,
           progress: silentProgress,
           log: () => {},

@@ -70,9 +70,13 @@ const MEASURED_STEPS = 2;
  * Milliseconds per training step of `model` at `batchSize` on the active backend (random data, the
  * default recipe's optimiser): what `auto` compares a GPU backend with the best CPU one by.
  */
-export async function measureTrainingStep(modelName: ModelName, batchSize: number): Promise<number> {
+export async function measureTrainingStep(
+  modelName: ModelName,
+  batchSize: number,
+  inputShape: [number, number, number] = INPUT_SHAPE,
+): Promise<number> {
   const numClasses = 10;
-  const model = buildModel(modelName, { inputShape: INPUT_SHAPE, numClasses, seed: 0 });
+  const model = buildModel(modelName, { inputShape, numClasses, seed: 0 });
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   // The default recipe's optimiser and loss (the schema's defaults), at a small learning rate: random
   // labels at the recipe's peak rate could diverge, and NaNs would time unrepresentatively.
@@ -84,7 +88,7 @@ export async function measureTrainingStep(modelName: ModelName, batchSize: numbe
   });
   const optimizer = new Sgd(variables, recipe);
   const random = new Random(0);
-  const x = Float32Array.from({ length: batchSize * INPUT_SHAPE.reduce((a, b) => a * b, 1) }, () =>
+  const x = Float32Array.from({ length: batchSize * inputShape.reduce((a, b) => a * b, 1) }, () =>
     random.normal(),
   );
   const y = Int32Array.from({ length: batchSize }, () => random.int(numClasses));

@@ -15,7 +15,7 @@ import { splitValidation } from '../data/dataset.js';
 import { datasetOptions, loadDataset } from '../data/load.js';
 import { Random } from '../data/random.js';
 import { lineWithoutPath, RunNameTaken, TrainingInterrupted } from '../errors.js';
-import { buildModel, INPUT_SHAPE } from '../models/index.js';
+import { buildModel, inputShapeOf } from '../models/index.js';
 import { clearProgressLine, silentProgress, type ProgressFactory } from '../reports/progress.js';
 import {
   loadCheckpoint,
@@ -184,7 +184,7 @@ async function trainRun(
     // is faster there than on the best CPU backend (measured, a few seconds).
     const backend = await selectBackend({
       ...config,
-      measureStep: () => measureTrainingStep(config.model, config.batchSize),
+      measureStep: () => measureTrainingStep(config.model, config.batchSize, inputShapeOf(config)),
     });
     stillOurs();
     log(
@@ -196,7 +196,7 @@ async function trainRun(
     }
 
     const dataset = await loadDataset({
-      ...datasetOptions(config, { height: INPUT_SHAPE[0], width: INPUT_SHAPE[1] }),
+      ...datasetOptions(config),
       download: true,
       signal: options.signal,
       progress,
@@ -221,7 +221,7 @@ async function trainRun(
     if (fewSteps) log(fewSteps);
 
     const normalization = channelStatistics(trainSet);
-    model = buildModel(config.model, { inputShape: INPUT_SHAPE, numClasses, seed: config.seed });
+    model = buildModel(config.model, { inputShape: inputShapeOf(config), numClasses, seed: config.seed });
     let pretrained: Manifest['pretrained'] = null;
     if (pretrainedPath) {
       pretrained = await loadPretrainedWeights(model, pretrainedPath, config);
