@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, loadModel, serve, type ClassifierModel, type ClassifierServer } from '../src/index.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { quickRun, type QuickRun } from './helpers/use.js';
+import { loadTest } from '../scripts/loadtest.js';
 
 const TOKEN = 's3cret-token_123';
 const ORIGIN = 'https://app.example.com';
@@ -220,6 +221,23 @@ describe('serve API', () => {
     const start = Number(/^process_start_time_seconds (\d+)/m.exec(text)![1]);
     expect(Math.abs(start - (Date.now() / 1000 - process.uptime()))).toBeLessThan(2);
     expect(text).toMatch(/^image_classifier_predictions_total\{label="(red|green|blue)"\} [1-9]\d*$/m);
+  });
+
+  it('npm run loadtest measures any server: requests/s and p50/p90/p99 (autocannon)', async () => {
+    const r = await loadTest(openUrl, { connections: 2, durationSeconds: 1, warmupSeconds: 0, body: red });
+    expect(r.errors).toBe(0);
+    expect(r.requests).toBeGreaterThan(0);
+    expect(r.requestsPerSecond).toBeGreaterThan(0);
+    expect(r.latencyMs.p99).toBeGreaterThanOrEqual(r.latencyMs.p50);
+    // A server that refuses (here: no token) is reported as errors, not as speed.
+    const refused = await loadTest(lockedUrl, {
+      connections: 1,
+      durationSeconds: 1,
+      warmupSeconds: 0,
+      body: red,
+    });
+    expect(refused.requests).toBe(0);
+    expect(refused.errors).toBeGreaterThan(0);
   });
 
   it('keep-alive outlasts a load balancer’s 60 s idle timeout', async () => {
