@@ -239,8 +239,6 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
     // Shutdown is ours (close() below): in-flight requests finish, /healthz says 503.
     return503OnClosing: false,
     forceCloseConnections: false,
-    // The answer's schemas document it; the bodies are written as they are (nothing dropped).
-    ajv: { customOptions: { coerceTypes: false } },
   });
   // Queries are checked by their zod schema (the same one the JSON schema came from).
   app.setValidatorCompiler(({ httpPart, url }) => {
@@ -253,6 +251,8 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
       return { error: new Error(`${name} must be a positive integer (got ${String(given)})`) };
     };
   });
+  // The answers' schemas document them; the bodies are written as they are (a schema-driven serializer
+  // would drop what a schema leaves out).
   app.setSerializerCompiler(() => (data) => JSON.stringify(data) + '\n');
 
   function requestIdOf(req: IncomingMessage): string {
