@@ -227,10 +227,11 @@ describe('hard cases: downloads and secrets', () => {
     raw.manifestSha256 = manifestChecksum(raw);
     writeFileSync(join(old, 'run.json'), JSON.stringify(raw));
     const model = await loadModel('c/old', { experimentsFolder: experiments, backend: 'wasm' });
-    const api = createServer(model);
+    // The whole run.json is served to a client with the token only (without it: a summary).
+    const api = createServer(model, { authToken: 'tok' });
     try {
       const { url: at } = await api.listen(0, '127.0.0.1');
-      const res = await fetch(`${at}/model`);
+      const res = await fetch(`${at}/model`, { headers: { Authorization: 'Bearer tok' } });
       expect(res.status).toBe(200);
       const body = await res.text();
       expectNoSecret(body);
@@ -686,7 +687,7 @@ describe('hard cases: serving', () => {
 
   it('an upload the client aborts is logged as aborted, without a stack trace, and the server goes on', async () => {
     const lines: string[] = [];
-    const api = createServer(model, { log: (line) => lines.push(line) });
+    const api = createServer(model, { log: (line) => lines.push(line), logFormat: 'text' });
     const { url, port } = await api.listen(0, '127.0.0.1');
     try {
       await new Promise<void>((resolve) => {
@@ -719,10 +720,14 @@ describe('hard cases: serving', () => {
   });
 
   it('one Ctrl-C delivered twice (terminal and npx) shuts down gracefully: exit 0', async () => {
-    const child = spawn(process.execPath, [CLI, 'serve', fx.run, '--port', '0', ...WASM], {
-      cwd: fx.cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'serve', fx.run, '--port', '0', '--log-format', 'text', ...WASM],
+      {
+        cwd: fx.cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -13,8 +13,10 @@ export function formatLogLine(line: string, format: LogFormat): string {
   }
   const { time, level, reqId, msg, method, url, status, ms, err } = entry;
   const id = reqId === undefined ? '' : ` [${String(reqId)}]`;
-  if (msg === 'request')
-    return `${String(time)}${id} ${String(method)} ${String(url)} ${String(status)} ${String(ms)} ms`;
+  if (msg === 'request') {
+    const took = typeof ms === 'number' ? ms.toFixed(1) : String(ms);
+    return `${String(time)}${id} ${String(method)} ${String(url)} ${String(status)} ${took} ms`;
+  }
   const stack = (err as { stack?: string } | undefined)?.stack;
   return `${String(time)}${id} ${String(level)}: ${String(msg)}${stack ? `\n${stack}` : ''}`;
 }

@@ -231,7 +231,14 @@ export function createServer(model: ClassifierModel, options: ServerOptions = {}
           formatters: { level: (label) => ({ level: label }) },
           timestamp: () => `,"time":"${new Date().toISOString()}"`,
           base: null,
-          stream: { write: (line: string) => log(formatLogLine(line.trimEnd(), logFormat)) },
+          stream: {
+            write: (line: string) => {
+              // Fastify's own "Server listening at": the CLI says where it listens, a library caller
+              // gets it from listen(); the log is the requests'.
+              if (line.includes('"msg":"Server listening at ')) return;
+              log(formatLogLine(line.trimEnd(), logFormat));
+            },
+          },
         }
       : false,
     requestIdHeader: false,
