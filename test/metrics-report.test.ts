@@ -63,3 +63,29 @@ describe('a run reports them', () => {
     expect(again.topK).toEqual(test.topK);
   }, 120_000);
 });
+
+describe('the validation split', () => {
+  it('is stratified: each class gives its share (largest remainder), seeded', async () => {
+    const { splitValidation } = await import('../src/data/dataset.js');
+    const labels = Uint8Array.from([
+      ...Array<number>(100).fill(0),
+      ...Array<number>(10).fill(1),
+      ...Array<number>(30).fill(2),
+    ]);
+    const set = {
+      images: new Uint8Array(labels.length * 3),
+      labels,
+      count: labels.length,
+      height: 1,
+      width: 1,
+      channels: 3,
+    };
+    const { train: kept, validation } = splitValidation(set, 0.1, 4);
+    const perClass = (l: Uint8Array) => [0, 1, 2].map((c) => l.filter((x) => x === c).length);
+    expect(perClass(validation!.labels)).toEqual([10, 1, 3]);
+    expect(perClass(kept.labels)).toEqual([90, 9, 27]);
+    expect(splitValidation(set, 0.1, 4).validation!.labels).toEqual(validation!.labels);
+    // 14 of 140 at 0.1; at 0.05, 7: 5 + 0.5 + 1.5 -> 5, 0 or 1, 1 or 2 by remainder (ties: lower class).
+    expect(perClass(splitValidation(set, 0.05, 4).validation!.labels)).toEqual([5, 1, 1]);
+  });
+});

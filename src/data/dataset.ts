@@ -40,19 +40,43 @@ export function selectImages(set: ImageSet, indices: ArrayLike<number>): ImageSe
   return { images, labels, count: indices.length, height: set.height, width: set.width, channels: set.channels };
 }
 
-/** Holds out a seeded random `fraction` of the training images for validation. */
+/**
+ * Holds out a seeded random `fraction` of the training images for validation (round(count * fraction)
+ * of them, as before), stratified: each class gives its share, rounded by largest remainder (ties: the
+ * lower class), so a rare class is validated on as often as it is trained on, and the validation
+ * accuracy does not depend on which classes the draw favoured.
+ */
 export function splitValidation(
   set: ImageSet,
   fraction: number,
   seed: number,
 ): { train: ImageSet; validation?: ImageSet } {
-  const count = Math.round(set.count * fraction);
-  if (count === 0) return { train: set };
-  if (count >= set.count) throw new ConfigError(`--validation-split ${fraction} leaves no training images`);
+  const total = Math.round(set.count * fraction);
+  if (total === 0) return { train: set };
+  const byClass: number[][] = [];
+  for (let i = 0; i < set.count; i++) (byClass[set.labels[i]!] ??= []).push(i);
+  const classes = [...byClass.keys()].filter((c) => byClass[c] !== undefined);
+  const quota = new Map(classes.map((c) => [c, byClass[c]!.length * fraction]));
+  const share = new Map(classes.map((c) => [c, Math.floor(quota.get(c)!)]));
+  const left = total - [...share.values()].reduce((a, b) => a + b, 0);
+  const byRemainder = [...classes].sort(
+    (a, b) => quota.get(b)! - share.get(b)! - (quota.get(a)! - share.get(a)!) || a - b,
+  );
+  for (const c of byRemainder.slice(0, left)) share.set(c, share.get(c)! + 1);
   // A generator of its own, so the split does not depend on what else draws random numbers.
-  const order = new Random(seed ^ 0x5eed).shuffle(Int32Array.from({ length: set.count }, (_, i) => i));
-  const validationIdx = order.subarray(0, count).sort();
-  const trainIdx = order.subarray(count).sort();
+  const random = new Random(seed ^ 0x5eed);
+  const validation: number[] = [];
+  for (const c of classes) {
+    const members = random.shuffle(byClass[c]!);
+    validation.push(...members.slice(0, share.get(c)));
+  }
+  if (validation.length === 0) return { train: set };
+  if (validation.length >= set.count)
+    throw new ConfigError(`--validation-split ${fraction} leaves no training images`);
+  const held = new Uint8Array(set.count);
+  for (const i of validation) held[i] = 1;
+  const validationIdx = Int32Array.from(validation).sort();
+  const trainIdx = Int32Array.from({ length: set.count }, (_, i) => i).filter((i) => held[i] === 0);
   return { train: selectImages(set, trainIdx), validation: selectImages(set, validationIdx) };
 }
 
