@@ -8,6 +8,7 @@ import { createServer, loadModel, serve, type ClassifierModel, type ClassifierSe
 import { CLI, runCli } from './helpers/cli.js';
 import { quickRun, type QuickRun } from './helpers/use.js';
 import { loadTest } from '../scripts/loadtest.js';
+import { Validator } from '@seriousme/openapi-schema-validator';
 
 const TOKEN = 's3cret-token_123';
 const ORIGIN = 'https://app.example.com';
@@ -62,6 +63,10 @@ describe('serve API', () => {
       paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown }>>;
     };
     expect(spec.openapi).toMatch(/^3\.\d+\.\d+$/);
+    // Valid against the OpenAPI 3 JSON schema, as any client generator reads it.
+    const validation = await new Validator().validate(spec as unknown as Record<string, unknown>);
+    expect(validation.errors ?? [], JSON.stringify(validation.errors)).toEqual([]);
+    expect(validation.valid).toBe(true);
     expect(spec.info.title).toContain('colours/r1');
     expect(typeof spec.info.version).toBe('string');
     expect(Object.keys(spec.paths).sort()).toEqual(['/healthz', '/metrics', '/model', '/predict']);
