@@ -238,8 +238,8 @@ describe('the packed package, installed as the Docker image installs it', () => 
         // null when the data had no test images.
         "export const accuracy = (await loadRun('e/r')).manifest.results.testAccuracy?.toFixed(2);",
         '// Typed, not any: a model outside the schema is an error.',
-        '// @ts-expect-error -- resnet is not a model',
-        "export const bad: RunConfigInput = { experimentName: 'e', runName: 'r', model: 'resnet' };",
+        '// @ts-expect-error -- alexnet is not a model',
+        "export const bad: RunConfigInput = { experimentName: 'e', runName: 'r', model: 'alexnet' };",
         '',
       ].join('\n'),
     );
