@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_EXPERIMENTS_FOLDER } from '../src/config.js';
 import { loadTest, noiseJpeg } from './loadtest.js';
+import { textTable } from '../src/reports/format.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -259,10 +260,7 @@ function table(rows: Measurement[]): string {
     String(r.errors),
     r.meanBatch.toFixed(2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) =>
-    c.map((v, i) => (i <= 1 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
-  return [line(header), ...cells.map(line)].join('\n');
+  return textTable(header, cells, 2);
 }
 
 export async function benchServe(argv: string[]): Promise<number> {

@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
+import { textTable } from '../src/reports/format.js';
 
 const MAX_DURATION_S = 300;
 
@@ -97,10 +98,7 @@ export function loadTable(rows: Array<LoadResult & { label?: string }>): string 
     r.latencyMs.p99.toFixed(1),
     String(r.errors),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) =>
-    c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
-  return [line(header), ...cells.map(line)].join('\n');
+  return textTable(header, cells);
 }
 
 async function main(argv: string[]): Promise<number> {

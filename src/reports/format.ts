@@ -9,3 +9,17 @@ export function percent(fraction: number | null): string {
 export function plural(count: number, word: string): string {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
+
+/**
+ * Rows as aligned text columns, two spaces apart: the first `leftColumns` left-aligned (names), the
+ * rest right-aligned (numbers).
+ */
+export function textTable(header: string[], rows: string[][], leftColumns = 1): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((v, i) => (i < leftColumns ? v.padEnd(widths[i]!) : v.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
