@@ -127,16 +127,15 @@ export function assembleBatch(
     }
     const drawn = drawAugmentation(augmentation, random);
     const { flip, dx, dy } = drawn;
-    // Colour jitter works on the whole image before it is shifted: its pixels in [0, 1], then
-    // normalised like the lookup table does.
+    // Colour jitter works on the whole image before it is shifted: its pixels in [0, 1], jittered,
+    // then normalised (the lookup table's job for the others).
     let jittered: Float32Array | undefined;
     if (drawn.jitter) {
       jittered = new Float32Array(size);
       for (let p = 0; p < size; p++) jittered[p] = images[src + p]! / 255;
       jitterColours(jittered, c, drawn.jitter);
+      for (let p = 0; p < size; p++) jittered[p] = (jittered[p]! - norm.mean[p % c]!) / norm.std[p % c]!;
     }
-    const value = (s: number, k: number) =>
-      jittered ? (jittered[s - src]! - norm.mean[k]!) / norm.std[k]! : lut[(k << 8) | images[s]!]!;
     // Output columns whose source column (x + dx, mirrored when flipped) lies inside the image; the
     // rest, and rows shifted out, are the mean (0 after normalising).
     const x0 = flip ? Math.max(0, dx) : Math.max(0, -dx);
@@ -147,7 +146,8 @@ export function assembleBatch(
       for (let x = x0; x < x1; x++) {
         const o = dst + (y * w + x) * c;
         const s = row + ((flip ? w - 1 - x : x) + dx) * c;
-        for (let k = 0; k < c; k++) out[o + k] = jittered ? value(s + k, k) : lut[(k << 8) | images[s + k]!]!;
+        for (let k = 0; k < c; k++)
+          out[o + k] = jittered ? jittered[s - src + k]! : lut[(k << 8) | images[s + k]!]!;
       }
     }
     if (drawn.cutout) {

@@ -57,6 +57,18 @@ export async function saveModel(
   );
 }
 
+/**
+ * Writes `values` (every weight, in `model.weights` order, as float32) into `model`, bit for bit: a
+ * checkpoint's, the best epoch's, the last epoch's. Refuses values of other shapes (another model).
+ */
+export function setWeightValues(model: tf.LayersModel, values: Float32Array[]): void {
+  const weights = model.weights;
+  if (values.length !== weights.length || values.some((v, i) => v.length !== weights[i]!.read().size)) {
+    throw new Error('the checkpoint does not fit this model (other layer shapes)');
+  }
+  tf.tidy(() => weights.forEach((w, i) => w.write(tf.tensor(values[i]!, w.read().shape))));
+}
+
 /** model.json is topology and a weights manifest: tens of KB for our models; far more is not one of ours. */
 const MAX_MODEL_JSON_BYTES = 64 * 2 ** 20;
 /** The most one weights file may hold (a Buffer's limit is near it anyway). */

@@ -2,13 +2,13 @@
 // and last run.json, which records the sha256 of every other file.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { flagName, type RunConfig } from '../config.js';
 import type { BackendInfo } from '../backends/select.js';
 import type { Normalization } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
 import { inputShapeOf } from '../models/index.js';
-import { saveModel } from '../models/io.js';
+import { saveModel, setWeightValues } from '../models/io.js';
 import { renderAccuracyChart, renderConfusionChart, renderCurves } from '../reports/charts.js';
 import { HASHED_RUN_FILES, LAST_MODEL_FILES, RUN_FILES } from './layout.js';
 import {
@@ -76,8 +76,7 @@ export async function writeRun(
   await saveModel(model, join(dir, RUN_FILES.modelFolder), { [MODEL_METADATA_KEY]: metadata });
   if (facts.lastWeights) {
     // The model's weights become the last epoch's from here: saved, nothing else reads them after.
-    const values = facts.lastWeights;
-    tf.tidy(() => model.weights.forEach((w, i) => w.write(tf.tensor(values[i]!, w.read().shape))));
+    setWeightValues(model, facts.lastWeights);
     await saveModel(model, join(dir, RUN_FILES.lastModelFolder), { [MODEL_METADATA_KEY]: metadata });
   }
   await writeFile(join(dir, RUN_FILES.metrics), JSON.stringify(metrics, null, 2));

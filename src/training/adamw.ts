@@ -16,6 +16,8 @@ export class AdamW implements Optimizer {
   private readonly v: tf.Variable[];
   /** Updates done: the bias correction's exponent (checkpointed with the moments). */
   private steps = 0;
+  /** The last state()'s step count as a tensor, freed when the next is made (or on dispose). */
+  private stepsTensor: tf.Tensor | undefined;
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
@@ -54,7 +56,9 @@ export class AdamW implements Optimizer {
 
   /** The first moments, the second moments, then the step count (a one-number tensor). */
   state(): tf.Tensor[] {
-    return [...this.m, ...this.v, tf.tensor1d([this.steps])];
+    this.stepsTensor?.dispose();
+    this.stepsTensor = tf.tensor1d([this.steps]);
+    return [...this.m, ...this.v, this.stepsTensor];
   }
 
   setState(values: Float32Array[]): void {
@@ -73,5 +77,6 @@ export class AdamW implements Optimizer {
 
   dispose(): void {
     for (const b of [...this.m, ...this.v]) b.dispose();
+    this.stepsTensor?.dispose();
   }
 }

@@ -21,7 +21,7 @@ import { evaluateModel } from './evaluate.js';
 import { learningRateSchedule } from './schedule.js';
 import type { Optimizer } from './sgd.js';
 import { trainStep } from './step.js';
-import { percent } from '../reports/format.js';
+import { percent, plural } from '../reports/format.js';
 
 /** Thrown inside the training loop when the signal aborts: the state after the last step done. */
 export class StopRequested extends Error {
@@ -153,7 +153,7 @@ export async function trainEpochs(
       if (patience !== undefined && best !== null && epoch - 1 - best.epoch >= patience) {
         stoppedEarlyAfter = epoch - 1;
         log(
-          `early stopping after epoch ${epoch - 1}: ${config.earlyStoppingMetric} has not improved for ${patience} epoch${patience === 1 ? '' : 's'} (best: epoch ${best.epoch}, ${Number(best.value.toPrecision(4))})`,
+          `early stopping after epoch ${epoch - 1}: ${config.earlyStoppingMetric} has not improved for ${plural(patience, 'epoch')} (best: epoch ${best.epoch}, ${Number(best.value.toPrecision(4))})`,
         );
         break;
       }

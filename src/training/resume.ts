@@ -1,6 +1,5 @@
 // Resuming an interrupted run: its configuration comes from the checkpoint, its data must be the
 // same, its weights are restored exactly; and the command that resumes it.
-import * as tf from '@tensorflow/tfjs';
 import { flagName, parseRunConfig, type RunConfig, type RunConfigInput } from '../config.js';
 import { ConfigError, PROGRAM } from '../errors.js';
 import { shellWord } from '../runs/manifest.js';
@@ -78,12 +77,4 @@ export function resumeCommandFor(config: RunConfig): string {
   }
   words.push('--resume');
   return words.map(shellWord).join(' ');
-}
-
-export function restoreWeights(model: tf.LayersModel, values: Float32Array[]): void {
-  const weights = model.weights;
-  if (values.length !== weights.length || values.some((v, i) => v.length !== weights[i]!.read().size)) {
-    throw new Error('the checkpoint does not fit this model (other layer shapes)');
-  }
-  tf.tidy(() => weights.forEach((w, i) => w.write(tf.tensor(values[i]!, w.read().shape))));
 }

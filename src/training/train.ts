@@ -16,6 +16,7 @@ import { datasetOptions, loadDataset } from '../data/load.js';
 import { Random } from '../data/random.js';
 import { lineWithoutPath, RunNameTaken, TrainingInterrupted } from '../errors.js';
 import { buildModel, inputShapeOf } from '../models/index.js';
+import { setWeightValues } from '../models/io.js';
 import { clearProgressLine, silentProgress, type ProgressFactory } from '../reports/progress.js';
 import {
   loadCheckpoint,
@@ -42,7 +43,7 @@ import { createTracker } from '../tracking/wandb.js';
 import { checkValidationImages, describeTest, evaluateModel } from './evaluate.js';
 import { fewStepsWarning, StopRequested, trainEpochs, type LoopResult } from './loop.js';
 import { loadPretrainedWeights, resolvePretrained } from './pretrained.js';
-import { assertSameData, restoreWeights, resumedConfig } from './resume.js';
+import { assertSameData, resumedConfig } from './resume.js';
 import { keepInterrupted, newRunState, releaseFolder, settleAtOnce, type RunState } from './run-state.js';
 import { AdamW } from './adamw.js';
 import { Sgd } from './sgd.js';
@@ -240,7 +241,7 @@ async function trainRun(
     let start: LoopState | null = null;
     const resumes = checkpoint ? [...checkpoint.resumes] : [];
     if (checkpoint) {
-      restoreWeights(model, checkpoint.weights);
+      setWeightValues(model, checkpoint.weights);
       optimizer.setState(checkpoint.momentum);
       random.setState(checkpoint.state.randomState);
       start = checkpoint.state;
@@ -328,7 +329,7 @@ async function trainRun(
     let lastWeights: Float32Array[] | undefined;
     if (config.saveBest && best && loop.bestWeights && best.epoch !== lastEpoch) {
       lastWeights = await tensorValues(model.weights.map((w) => w.read()));
-      restoreWeights(model, loop.bestWeights);
+      setWeightValues(model, loop.bestWeights);
       log(
         `best epoch: ${best.epoch} (${config.earlyStoppingMetric} ${Number(best.value.toPrecision(4))}): it is the model; epoch ${lastEpoch}'s is in model-last/`,
       );
